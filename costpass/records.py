@@ -89,6 +89,8 @@ class KernelDemand:
     flops: float = 0.0
     # longest chain of dependent global loads + loop iterations per thread (for the latency term)
     serial_iterations: float = 0.0
+    # per global buffer: {"bytes": size, "load_sectors": n, "store_sectors": n} (for the L2/DRAM model)
+    global_buffers: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -1,0 +1,1118 @@
+"""The pipeline-demand pass: a scheduled TensorIR module -> one KernelDemand per GPU kernel.
+
+The module is lowered with TVM's own S-TIR pipeline (exactly what ``tvm.compile`` runs) as far as the
+split into host and device functions. Each device function is then walked once:
+
+* every statement is weighted by how often one thread executes it (the product of the enclosing loop
+  extents) and by the fraction of warps that have at least one active lane under the enclosing
+  conditions; counts are warp-level instructions, totals over the grid;
+* arithmetic is classified per pipeline (FP32 FMA/add/mul with a*b+c fused, FP16/BF16 packed two lanes
+  per instruction, integer ALU vs IMAD, special functions, conversions);
+* integer index arithmetic is charged at the depth of the innermost non-unrolled loop it depends on,
+  which is what loop-invariant code motion and immediate address offsets leave for the GPU to execute;
+* every memory access is evaluated for the 32 lanes of sampled warps (numpy over the index expression)
+  to count 32-byte sectors after coalescing (global) and wavefronts with bank conflicts (shared);
+* tensor-core intrinsics (wmma / mma / ldmatrix) are counted by shape and dtype.
+
+Nothing here is fitted to measurements: constants that are estimates (e.g. the instruction cost of a
+libdevice ``expf``) are named in ``SPECIAL_FUNCTION_COST`` and checked against Nsight Compute in
+``benchmarks/``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .records import INST_KEYS, MEMORY_KEYS, KernelDemand, LaunchShape
+
+
+class DemandError(ValueError):
+    """The module cannot be analysed (no GPU kernel, symbolic extent, failed lowering...)."""
+
+
+# Approximate per-lane instruction cost of special functions after nvcc (no fast-math):
+# (sfu, fp32 fma-pipe ops, int alu ops). Estimates from libdevice's implementations; checked in benchmarks.
+SPECIAL_FUNCTION_COST = {
+    "exp": (1, 6, 1), "exp2": (1, 2, 0), "exp10": (1, 6, 1), "log": (1, 8, 2), "log2": (1, 6, 2),
+    "log10": (1, 8, 2), "log1p": (1, 12, 2), "sqrt": (1, 4, 1), "rsqrt": (1, 1, 0), "tanh": (1, 4, 1),
+    "sigmoid": (2, 8, 1), "erf": (0, 18, 2), "pow": (2, 20, 4), "sin": (1, 8, 2), "cos": (1, 8, 2),
+    "tan": (2, 14, 2), "atan": (1, 18, 2), "fabs": (0, 0, 1), "floor": (0, 1, 0), "ceil": (0, 1, 0),
+    "round": (0, 1, 0), "trunc": (0, 1, 0), "nearbyint": (0, 1, 0), "fmod": (2, 10, 2),
+    "isnan": (0, 0, 1), "isinf": (0, 0, 1), "isfinite": (0, 0, 1), "div": (1, 8, 1),
+}
+
+_SAMPLES = 8  # sampled (block, loop-iteration, warp) contexts per kernel for coalescing and predicates
+_FLOAT_PIPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
+_TENSOR_DTYPE = {"float16": "fp16", "bfloat16": "bf16", "float32": "tf32", "int8": "int8",
+                 "uint8": "int8", "float8_e4m3fn": "fp8", "float8_e5m2": "fp8", "float64": "fp64"}
+
+
+def _dtype_bits(dtype) -> int:
+    s = str(dtype)
+    base = s.split("x")[0]
+    if base == "bool":
+        return 8
+    digits = "".join(ch for ch in base if ch.isdigit())
+    if base.startswith("float8") or base.startswith("e4m3") or base.startswith("e5m2"):
+        return 8
+    return int(digits.split("_")[0][:2] if base.startswith("float8") else digits or 32)
+
+
+def _lanes(dtype) -> int:
+    s = str(dtype)
+    return int(s.split("x")[1]) if "x" in s and not s.startswith("float8") else 1
+
+
+def _scalar(dtype) -> str:
+    return str(dtype).split("x")[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Lowering
+# --------------------------------------------------------------------------------------------------
+
+def default_target(arch: str = "sm_90a"):
+    import tvm
+    return tvm.target.Target({"kind": "cuda", "arch": arch, "max_threads_per_block": 1024,
+                              "max_shared_memory_per_block": 49152, "thread_warp_size": 32},
+                             host="llvm")
+
+
+def lower_to_device(mod, target=None):
+    """Lower a scheduled IRModule with TVM's S-TIR pipeline; return [(kernel name, device PrimFunc)]
+    in launch order."""
+    import tvm
+    import tvm.s_tir.tensor_intrin  # noqa: F401  (registers the wmma/mma intrinsics)
+    from tvm import tirx
+    from tvm.tirx.build import split_host_device_mods
+
+    if isinstance(mod, tirx.PrimFunc):
+        mod = tvm.IRModule({"main": mod})
+    target = target or default_target()
+    try:
+        with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_storage_rewrite": True}):
+            mod = tirx.transform.BindTarget(target)(mod)
+            pipeline, _, finalize_device = tvm.s_tir.pipeline.default_s_tir_pipeline()
+            lowered = pipeline(mod)
+            host, device_mods = split_host_device_mods(lowered)
+            kernels = []
+            for dev_mod in device_mods.values():
+                dev_mod = tirx.transform.LowerWarpMemory()(dev_mod)
+                for gv, func in dev_mod.functions_items():
+                    kernels.append((gv.name_hint, func))
+    except Exception as err:  # TVM raises its own error types; keep the first line readable
+        msg = str(err).strip().splitlines()
+        raise DemandError(f"lowering failed: {msg[-1] if msg else type(err).__name__}") from err
+    if not kernels:
+        raise DemandError("the module has no GPU kernel (no blockIdx/threadIdx bindings)")
+    order = _launch_order(host)
+    kernels.sort(key=lambda kv: order.get(kv[0], len(order)))
+    return kernels
+
+
+def _launch_order(host_mod) -> dict:
+    """Order in which the host calls kernels (by first occurrence of the kernel name in its text)."""
+    try:
+        text = host_mod.script()
+    except Exception:  # pragma: no cover - printing never fails in practice
+        return {}
+    order, pos = {}, 0
+    for token in text.replace('"', " ").replace("(", " ").replace(",", " ").split():
+        if token.endswith("_kernel") or "_kernel_" in token or token.startswith("main_kernel"):
+            if token not in order:
+                order[token] = pos
+                pos += 1
+    return order
+
+
+# --------------------------------------------------------------------------------------------------
+# Expression evaluation over sampled lanes (coalescing, bank conflicts, predicates)
+# --------------------------------------------------------------------------------------------------
+
+class _Unknown(Exception):
+    pass
+
+
+class _Evaluator:
+    """Evaluates integer/boolean TIR expressions for arrays of contexts: shape (S, 32[, lanes])."""
+
+    def __init__(self, tirx, env: dict, lets: dict):
+        self.T = tirx
+        self.env = env          # Var -> np.ndarray broadcastable to (S, 32)
+        self.lets = lets        # Var -> value expr (Bind statements)
+        self.memo = {}
+
+    def var(self, v):
+        val = self.env.get(v)
+        if val is not None:
+            return val
+        if v in self.lets:
+            val = self.eval(self.lets[v])
+            self.env[v] = val
+            return val
+        raise _Unknown(str(v))
+
+    def eval(self, e):
+        T = self.T
+        t = type(e)
+        if t is T.IntImm:
+            return np.int64(e.value)
+        if t is T.Var:
+            return self.var(e)
+        fn = _EVAL_BINARY.get(t.__name__)
+        if fn is not None:
+            return fn(self.eval(e.a), self.eval(e.b))
+        name = t.__name__
+        if name == "Ramp":
+            base = np.asarray(self.eval(e.base))
+            stride = np.asarray(self.eval(e.stride))
+            n = int(e.lanes)
+            return base[..., None] + stride[..., None] * np.arange(n)
+        if name == "Broadcast":
+            return np.asarray(self.eval(e.value))[..., None]
+        if name == "Cast":
+            return self.eval(e.value)
+        if name == "Not":
+            return np.logical_not(self.eval(e.a))
+        if name == "Select":
+            return np.where(self.eval(e.condition), self.eval(e.true_value), self.eval(e.false_value))
+        if name == "Call":
+            op = e.op.name
+            if op in ("tirx.likely", "tirx.assume"):
+                return self.eval(e.args[0])
+            if op == "tirx.shift_right":
+                return np.right_shift(self.eval(e.args[0]), self.eval(e.args[1]))
+            if op == "tirx.shift_left":
+                return np.left_shift(self.eval(e.args[0]), self.eval(e.args[1]))
+            if op == "tirx.bitwise_and":
+                return np.bitwise_and(self.eval(e.args[0]), self.eval(e.args[1]))
+            if op == "tirx.bitwise_or":
+                return np.bitwise_or(self.eval(e.args[0]), self.eval(e.args[1]))
+            if op == "tirx.bitwise_xor":
+                return np.bitwise_xor(self.eval(e.args[0]), self.eval(e.args[1]))
+            if op == "tirx.if_then_else":
+                return np.where(self.eval(e.args[0]), self.eval(e.args[1]), self.eval(e.args[2]))
+        if name == "Let":
+            self.env[e.var] = self.eval(e.value)
+            return self.eval(e.body)
+        raise _Unknown(name)
+
+
+def _fdiv(a, b):
+    b = np.where(np.asarray(b) == 0, 1, b)
+    return np.floor_divide(a, b)
+
+
+def _fmod(a, b):
+    b = np.where(np.asarray(b) == 0, 1, b)
+    return np.mod(a, b)
+
+
+def _tdiv(a, b):
+    b = np.where(np.asarray(b) == 0, 1, b)
+    q = np.abs(a) // np.abs(b)
+    return np.where((np.asarray(a) < 0) ^ (np.asarray(b) < 0), -q, q)
+
+
+def _tmod(a, b):
+    return a - _tdiv(a, b) * b
+
+
+_EVAL_BINARY = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "FloorDiv": _fdiv, "FloorMod": _fmod,
+    "Div": _tdiv, "Mod": _tmod, "Min": np.minimum, "Max": np.maximum,
+    "LT": np.less, "LE": np.less_equal, "GT": np.greater, "GE": np.greater_equal,
+    "EQ": np.equal, "NE": np.not_equal, "And": np.logical_and, "Or": np.logical_or,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# The kernel walker
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Loop:
+    var: object
+    extent: int
+    unrolled: bool
+
+
+@dataclass
+class _BufInfo:
+    name: str
+    scope: str
+    dtype: str
+    elements: int
+    bits: int
+    in_registers: bool = True  # local arrays: True while every access index is a constant
+
+
+@dataclass
+class _Ctx:
+    loops: list = field(default_factory=list)          # enclosing serial loops
+    preds: tuple = ()                                   # enclosing conditions (exprs, negated flag)
+
+
+class _KernelWalker:
+    def __init__(self, name, func, rng_seed=0):
+        from tvm import tirx
+        self.T = tirx
+        self.name = name
+        self.func = func
+        self.inst = {k: 0.0 for k in INST_KEYS}
+        self.mem = {k: 0.0 for k in MEMORY_KEYS}
+        self.mma = {}
+        self.tensor_flops = {}
+        self.flops = 0.0
+        self.buffers = {}        # name -> _BufInfo
+        self.global_traffic = {} # name -> [load_sectors, store_sectors, bytes]
+        self.thread_ext = {}     # "threadIdx.x" -> extent
+        self.block_ext = {}
+        self.thread_vars = {}    # Var -> tag
+        self.lets = {}
+        self.static_smem = 0
+        self.dyn_smem = 0
+        self.fragment_regs = 0.0
+        self.local_reg_bytes = 0
+        self.max_serial = 0.0
+        self.notes = []
+        self.rng = np.random.default_rng(rng_seed)
+        self.env = {}
+        self.evaluator = None
+        self._pred_cache = {}
+        self._loop_samples = {}
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _collect_launch(self, stmt):
+        """First pass: thread extents (they wrap the whole body in TVM's device functions)."""
+        T = self.T
+        stack = [stmt]
+        while stack:
+            s = stack.pop()
+            t = type(s)
+            if t is T.AttrStmt:
+                if s.attr_key == "thread_extent":
+                    iv = s.node
+                    tag = iv.thread_tag
+                    if not isinstance(s.value, T.IntImm):
+                        raise DemandError(f"kernel {self.name}: symbolic launch extent {tag} = {s.value}")
+                    ext = int(s.value.value)
+                    (self.block_ext if tag.startswith("blockIdx") else self.thread_ext)[tag] = ext
+                    self.thread_vars[iv.var] = tag
+                stack.append(s.body)
+            elif t is T.SeqStmt:
+                stack.extend(list(s.seq))
+            elif t in (T.For, T.While):
+                stack.append(s.body)
+            elif t is T.IfThenElse:
+                stack.append(s.then_case)
+                if s.else_case is not None:
+                    stack.append(s.else_case)
+
+    def _setup_env(self):
+        S = _SAMPLES
+        bx = self.thread_ext.get("threadIdx.x", 1)
+        by = self.thread_ext.get("threadIdx.y", 1)
+        bz = self.thread_ext.get("threadIdx.z", 1)
+        nthreads = bx * by * bz
+        nwarps = max(1, -(-nthreads // 32))
+        warp = self.rng.integers(0, nwarps, size=(S, 1))
+        tid = warp * 32 + np.arange(32)[None, :]
+        self.lane_valid = tid < nthreads
+        tid = np.minimum(tid, nthreads - 1)
+        vals = {"threadIdx.x": tid % bx, "threadIdx.y": (tid // bx) % by, "threadIdx.z": tid // (bx * by)}
+        for var, tag in self.thread_vars.items():
+            if tag.startswith("threadIdx"):
+                self.env[var] = vals[tag]
+            else:
+                self.env[var] = self.rng.integers(0, self.block_ext[tag], size=(S, 1))
+        self.evaluator = _Evaluator(self.T, self.env, self.lets)
+
+    # ---- counting helpers -----------------------------------------------------------------------
+    def _warps_total(self):
+        nthreads = math.prod(self.thread_ext.values()) if self.thread_ext else 1
+        nblocks = math.prod(self.block_ext.values()) if self.block_ext else 1
+        return nblocks * max(1, -(-nthreads // 32)), nblocks * nthreads
+
+    def _weight(self, ctx, int_level=False):
+        """Executions per thread of a statement in ``ctx``; with int_level, unrolled loops do not
+        multiply (their index arithmetic folds into immediates)."""
+        w = 1.0
+        for lp in ctx.loops:
+            if int_level and lp.unrolled:
+                continue
+            w *= lp.extent
+        return w
+
+    def _active(self, ctx):
+        """(fraction of warps with an active lane, fraction of active lanes) under ctx's predicates."""
+        if not ctx.preds:
+            frac = float(self.lane_valid.mean())
+            return 1.0, frac
+        key = ctx.preds
+        hit = self._pred_cache.get(key)
+        if hit is not None:
+            return hit
+        try:
+            mask = self._pred_mask(ctx)
+            warp = float(np.mean(mask.any(axis=1)))
+            lane = float(mask.mean())
+        except _Unknown:
+            warp, lane = 1.0, float(self.lane_valid.mean())
+        self._pred_cache[key] = (warp, lane)
+        return warp, lane
+
+    def _pred_mask(self, ctx):
+        mask = self.lane_valid.copy()
+        for cond, negate in ctx.preds:
+            v = np.asarray(self.evaluator.eval(cond), dtype=bool)
+            while v.ndim > 2:
+                v = v.any(axis=-1)
+            mask = mask & (~v if negate else v)
+        return mask
+
+    def _sample_loops(self, ctx):
+        for lp in ctx.loops:
+            if lp.var not in self.env:
+                self.env[lp.var] = self.rng.integers(0, max(1, lp.extent), size=(_SAMPLES, 1))
+
+    # ---- expressions ----------------------------------------------------------------------------
+    def _level(self, e, ctx_index):
+        """Depth (1-based) of the innermost non-unrolled enclosing loop whose var ``e`` uses; 0 when
+        ``e`` depends on no such loop (thread/block indices and constants only)."""
+        T = self.T
+        best = 0
+        stack = [e]
+        while stack:
+            x = stack.pop()
+            t = type(x)
+            if t is T.Var:
+                lvl = ctx_index.get(x)
+                if lvl is not None:
+                    best = max(best, lvl)
+                elif x in self.lets:
+                    lv = self._let_level.get(x)
+                    if lv is None:
+                        lv = self._level(self.lets[x], ctx_index)
+                        self._let_level[x] = lv
+                    best = max(best, lv)
+            elif t is T.IntImm or t is T.FloatImm:
+                continue
+            elif hasattr(x, "a") and hasattr(x, "b"):
+                stack.append(x.a)
+                stack.append(x.b)
+            elif t.__name__ == "Call":
+                stack.extend(list(x.args))
+            elif t.__name__ in ("Ramp",):
+                stack.append(x.base)
+                stack.append(x.stride)
+            elif t.__name__ in ("Broadcast", "Cast"):
+                stack.append(x.value)
+            elif t.__name__ == "Select":
+                stack.extend([x.condition, x.true_value, x.false_value])
+            elif t.__name__ == "Not":
+                stack.append(x.a)
+            elif t.__name__ in ("BufferLoad", "TensorLoad"):
+                stack.extend(list(x.indices))
+        return best
+
+    def _count_expr(self, e, ctx, w_float, w_int_by_level, ctx_index, in_index=False):
+        """Accumulate instruction counts of expression ``e``.
+
+        w_float: executions per thread of the statement; w_int_by_level: list, weight of an integer
+        op that depends on loops up to level L (index L)."""
+        T = self.T
+        t = type(e)
+        if t is T.IntImm or t is T.FloatImm or t is T.Var:
+            return
+        name = t.__name__
+        dtype = _dt(e)
+        scalar = _scalar(dtype)
+        lanes = _lanes(dtype)
+        is_float = scalar.startswith("float") or scalar.startswith("bfloat")
+        if name in ("BufferLoad", "TensorLoad"):
+            self._access(_load_name(e), e.indices, dtype, ctx, w_float, is_store=False)
+            for idx in e.indices:
+                self._count_index(idx, ctx, w_int_by_level, ctx_index)
+            return
+        if name in ("Add", "Sub", "Mul", "Div", "Mod", "FloorDiv", "FloorMod", "Min", "Max",
+                    "LT", "LE", "GT", "GE", "EQ", "NE", "And", "Or"):
+            if is_float or (name in ("LT", "LE", "GT", "GE", "EQ", "NE") and
+                            _scalar(_dt(e.a)).startswith(("float", "bfloat"))):
+                fscalar = scalar if is_float else _scalar(_dt(e.a))
+                self._float_op(name, e, fscalar, lanes if is_float else _lanes(_dt(e.a)), w_float)
+                fused = name == "Add" and (type(e.a).__name__ == "Mul" or type(e.b).__name__ == "Mul")
+                for child in (e.a, e.b):
+                    if fused and type(child).__name__ == "Mul" and _dt(child) == _dt(e):
+                        # a*b+c: one FMA already counted; descend into the Mul's operands only
+                        self._count_expr(child.a, ctx, w_float, w_int_by_level, ctx_index)
+                        self._count_expr(child.b, ctx, w_float, w_int_by_level, ctx_index)
+                        fused = False
+                    else:
+                        self._count_expr(child, ctx, w_float, w_int_by_level, ctx_index)
+                return
+            # integer arithmetic in a value (not an address): charge at its loop level
+            self._count_index(e, ctx, w_int_by_level, ctx_index)
+            return
+        if name == "Cast":
+            src = _scalar(_dt(e.value))
+            if src != scalar and not (src.startswith("int") and scalar.startswith("int")):
+                n = lanes
+                if {src, scalar} <= {"float16", "float32"} or {src, scalar} <= {"bfloat16", "float32"}:
+                    n = -(-lanes // 2) if lanes > 1 else 1   # F2F.F16x2 packs pairs
+                self.inst["conversion"] += n * w_float
+            self._count_expr(e.value, ctx, w_float, w_int_by_level, ctx_index)
+            return
+        if name == "Select":
+            self.inst["select"] += lanes * w_float
+            for c in (e.condition, e.true_value, e.false_value):
+                self._count_expr(c, ctx, w_float, w_int_by_level, ctx_index)
+            return
+        if name == "Not":
+            self._count_expr(e.a, ctx, w_float, w_int_by_level, ctx_index)
+            return
+        if name in ("Broadcast",):
+            self._count_expr(e.value, ctx, w_float, w_int_by_level, ctx_index)
+            return
+        if name == "Ramp":
+            self._count_index(e.base, ctx, w_int_by_level, ctx_index)
+            return
+        if name == "Let":
+            self.lets[e.var] = e.value
+            self._count_expr(e.value, ctx, w_float, w_int_by_level, ctx_index)
+            self._count_expr(e.body, ctx, w_float, w_int_by_level, ctx_index)
+            return
+        if name == "Shuffle":
+            for v in e.vectors:
+                self._count_expr(v, ctx, w_float, w_int_by_level, ctx_index)
+            return
+        if name == "Call":
+            self._call(e, ctx, w_float, w_int_by_level, ctx_index, lanes)
+            return
+
+    def _float_op(self, name, e, scalar, lanes, w):
+        pipe = _FLOAT_PIPE.get(scalar, "fp32")
+        if pipe in ("fp16", "bf16"):
+            n = -(-lanes // 2) if lanes > 1 else 1
+        else:
+            n = lanes
+        if name in ("LT", "LE", "GT", "GE", "EQ", "NE", "Min", "Max"):
+            self.inst["int_alu" if pipe != "fp64" else "fp64"] += n * w   # FSETP / FMNMX: ALU pipe
+            return
+        if name in ("Div", "Mod", "FloorDiv", "FloorMod"):
+            sfu, fma, alu = SPECIAL_FUNCTION_COST["div"]
+            if type(e.b).__name__ in ("FloatImm", "Broadcast"):
+                sfu, fma = 0, 1   # division by a constant becomes a multiply
+            self.inst["sfu"] += sfu * lanes * w
+            self.inst["fp32_fma"] += fma * lanes * w
+            self.inst["int_alu"] += alu * lanes * w
+            self.flops += lanes * w
+            return
+        if pipe == "fp64":
+            self.inst["fp64"] += n * w
+            self.flops += lanes * w * (2 if name == "Add" and type(e.a).__name__ == "Mul" else 1)
+            return
+        fused = name == "Add" and (type(e.a).__name__ == "Mul" or type(e.b).__name__ == "Mul")
+        if fused or name == "Add" or name == "Sub":
+            kind = "fma" if fused else "add"
+        else:
+            kind = "mul"
+        key = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16" if kind == "fma" else "fp16"}[pipe]
+        if key == "bf16":
+            self.inst["bf16_fma"] += n * w
+        else:
+            self.inst[f"{key}_{kind}"] += n * w
+        self.flops += lanes * w * (2 if fused else 1)
+
+    def _count_index(self, e, ctx, w_int_by_level, ctx_index):
+        """Integer arithmetic of an index/value expression, each op charged at its loop level.
+        Adding a constant is free (immediate offset); a*b+c is one IMAD."""
+        T = self.T
+        stack = [(e, False)]
+        while stack:
+            x, parent_add = stack.pop()
+            t = type(x)
+            if t is T.IntImm or t is T.Var or t is T.FloatImm:
+                continue
+            name = t.__name__
+            if name in ("BufferLoad", "TensorLoad"):
+                self._count_expr(x, ctx, self._w_float_cur, w_int_by_level, ctx_index)
+                continue
+            if name in ("Ramp", "Broadcast", "Cast"):
+                stack.append((x.base if name == "Ramp" else x.value, False))
+                continue
+            if name == "Call":
+                op = x.op.name
+                if op in ("tirx.shift_right", "tirx.shift_left", "tirx.bitwise_and",
+                          "tirx.bitwise_or", "tirx.bitwise_xor"):
+                    lvl = self._level(x, ctx_index)
+                    self.inst["int_alu"] += w_int_by_level[lvl]
+                stack.extend((a, False) for a in x.args)
+                continue
+            if name == "Select":
+                lvl = self._level(x, ctx_index)
+                self.inst["select"] += w_int_by_level[lvl]
+                stack.extend([(x.condition, False), (x.true_value, False), (x.false_value, False)])
+                continue
+            if name == "Not":
+                stack.append((x.a, False))
+                continue
+            if not hasattr(x, "a"):
+                continue
+            a, b = x.a, x.b
+            b_const = type(b) is T.IntImm
+            lvl = self._level(x, ctx_index)
+            w = w_int_by_level[lvl]
+            if name in ("Add", "Sub"):
+                if b_const or type(a) is T.IntImm:
+                    pass  # immediate offset / folded
+                elif type(a).__name__ == "Mul" or type(b).__name__ == "Mul":
+                    pass  # fused into the IMAD counted below
+                else:
+                    self.inst["int_alu"] += w
+                stack.append((a, True))
+                stack.append((b, True))
+            elif name == "Mul":
+                if b_const and _is_pow2(b.value):
+                    self.inst["int_alu"] += w   # shift
+                else:
+                    self.inst["imad"] += w
+                stack.append((a, False))
+                stack.append((b, False))
+            elif name in ("FloorDiv", "FloorMod", "Div", "Mod"):
+                if b_const and _is_pow2(b.value):
+                    self.inst["int_alu"] += w
+                elif b_const:
+                    self.inst["imad"] += 2 * w      # IMAD.HI + IMAD for the remainder
+                    self.inst["int_alu"] += w
+                else:
+                    self.inst["imad"] += 6 * w      # reciprocal-based integer division
+                    self.inst["int_alu"] += 8 * w
+                    self.inst["conversion"] += 2 * w
+                    self.inst["sfu"] += w
+                stack.append((a, False))
+                stack.append((b, False))
+            else:  # Min/Max/compare/And/Or
+                self.inst["int_alu"] += w
+                stack.append((a, False))
+                stack.append((b, False))
+
+    def _call(self, e, ctx, w, w_int_by_level, ctx_index, lanes):
+        op = e.op.name
+        short = op.split(".")[-1]
+        if short in ("likely", "assume"):
+            self._count_expr(e.args[0], ctx, w, w_int_by_level, ctx_index)
+            return
+        if short in ("shift_right", "shift_left", "bitwise_and", "bitwise_or", "bitwise_xor",
+                     "bitwise_not"):
+            self._count_index(e, ctx, w_int_by_level, ctx_index)
+            return
+        if short == "if_then_else":
+            self.inst["select"] += lanes * w
+            for a in e.args:
+                self._count_expr(a, ctx, w, w_int_by_level, ctx_index)
+            return
+        if short in SPECIAL_FUNCTION_COST:
+            sfu, fma, alu = SPECIAL_FUNCTION_COST[short]
+            scalar = _scalar(_dt(e))
+            self.inst["sfu"] += sfu * lanes * w
+            key = "fp64" if scalar == "float64" else "fp32_fma"
+            self.inst[key] += fma * lanes * w
+            self.inst["int_alu"] += alu * lanes * w
+            if scalar in ("float16", "bfloat16"):
+                self.inst["conversion"] += 2 * lanes * w   # computed in fp32 and converted back
+            self.flops += lanes * w
+            for a in e.args:
+                self._count_expr(a, ctx, w, w_int_by_level, ctx_index)
+            return
+        if short.startswith("tvm_warp_shuffle"):
+            self.inst["shuffle"] += w
+            for a in e.args[1:]:
+                self._count_expr(a, ctx, w, w_int_by_level, ctx_index)
+            return
+        if short == "tvm_warp_activemask":
+            self.inst["int_alu"] += w
+            return
+        # Anything else: count the arguments
+        for a in e.args:
+            if hasattr(a, "dtype"):
+                self._count_expr(a, ctx, w, w_int_by_level, ctx_index)
+
+    # ---- memory accesses ------------------------------------------------------------------------
+    def _access(self, name, indices, dtype, ctx, W, is_store):
+        """One load/store executed ``W`` times at warp level (loop weight x active warps)."""
+        info = self.buffers.get(name)
+        scope = info.scope if info is not None else "global"
+        bits = _dtype_bits(dtype)
+        lanes = _lanes(dtype)
+        width = max(1, bits * lanes // 8)
+        warp_frac, lane_frac = self._active(ctx)
+        lanes_per_warp = 32 * lane_frac / warp_frac if warp_frac > 0 else 0.0
+        if scope == "global":
+            n_inst = max(1, -(-width // 16))
+            key = "st_global" if is_store else "ld_global"
+            self.inst[key] += n_inst * W
+            sectors = self._sectors(indices, bits, lanes, ctx)
+            tot_sectors = sectors * W
+            self.mem["global_store_sectors" if is_store else "global_load_sectors"] += tot_sectors
+            req = width * lanes_per_warp * W
+            self.mem["global_store_bytes" if is_store else "global_load_bytes"] += req
+            tr = self.global_traffic.setdefault(name, [0.0, 0.0, 0.0])
+            tr[1 if is_store else 0] += tot_sectors
+            if info is not None:
+                tr[2] = info.elements * info.bits / 8
+            return
+        if scope.startswith("shared"):
+            n_inst = max(1, -(-width // 16))
+            key = "st_shared" if is_store else "ld_shared"
+            self.inst[key] += n_inst * W
+            wave, ideal = self._wavefronts(indices, bits, lanes, ctx)
+            self.mem["shared_store_wavefronts" if is_store else "shared_load_wavefronts"] += wave * W
+            self.mem["shared_ideal_wavefronts"] += ideal * W
+            return
+        if scope == "local":
+            if info is not None and not info.in_registers:
+                n_inst = max(1, -(-width // 16))
+                self.inst["st_local" if is_store else "ld_local"] += n_inst * W
+                self.mem["local_bytes"] += width * lanes_per_warp * W
+            return
+        # warp / wmma.* scopes: registers
+
+    def _addresses(self, indices, bits, lanes, ctx):
+        """Byte addresses per (sample, lane[, vector lane]) and the active-lane mask."""
+        self._sample_loops(ctx)
+        idx = indices[0] if len(indices) == 1 else None
+        if idx is None:
+            raise _Unknown("multi-dimensional index after flattening")
+        addr = np.asarray(self.evaluator.eval(idx), dtype=np.int64)
+        elem = max(1, bits // 8)
+        if addr.ndim < 2:
+            addr = np.broadcast_to(addr.reshape(addr.shape + (1,) * (2 - addr.ndim)), (_SAMPLES, 32))
+        mask = self._pred_mask(ctx) if ctx.preds else self.lane_valid
+        return addr * elem, mask, elem
+
+    def _sectors(self, indices, bits, lanes, ctx):
+        """Average 32-byte sectors per warp-level request."""
+        try:
+            addr, mask, elem = self._addresses(indices, bits, lanes, ctx)
+        except _Unknown:
+            width = bits * lanes // 8
+            return min(32.0, max(1.0, 32 * width / 32))
+        if addr.ndim == 2:
+            addr = addr[..., None]
+        addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))
+        first = addr // 32
+        last = (addr + elem - 1) // 32
+        keys = np.concatenate([first, last], axis=-1)          # (S, 32, 2L)
+        return _mean_unique(keys, mask)
+
+    def _wavefronts(self, indices, bits, lanes, ctx):
+        """Average shared-memory wavefronts per warp request, and the conflict-free ideal."""
+        width = bits * lanes // 8
+        ideal = max(1.0, math.ceil(32 * width / 128))
+        try:
+            addr, mask, elem = self._addresses(indices, bits, lanes, ctx)
+        except _Unknown:
+            return ideal, ideal
+        if addr.ndim == 2:
+            addr = addr[..., None]
+        addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))
+        words = (addr[..., None] + np.arange(0, max(elem, 4), 4)) // 4   # (S, 32, L, k) 4-byte words
+        words = words.reshape(_SAMPLES, 32, -1)
+        wave = _wavefronts_of(words, mask)
+        return max(wave, 1.0), ideal
+
+    # ---- statements -----------------------------------------------------------------------------
+    def walk(self):
+        T = self.T
+        self._collect_launch(self.func.body)
+        if not self.thread_ext and not self.block_ext:
+            raise DemandError(f"kernel {self.name}: no GPU thread bindings")
+        self._setup_env()
+        self._let_level = {}
+        self._w_float_cur = 1.0
+        self._stmt(self.func.body, _Ctx())
+        return self._result()
+
+    def _ctx_index(self, ctx):
+        idx = {}
+        depth = 0
+        for lp in ctx.loops:
+            if not lp.unrolled:
+                depth += 1
+            idx[lp.var] = depth if not lp.unrolled else 0
+        return idx
+
+    def _int_weights(self, ctx):
+        ws = [1.0]
+        w = 1.0
+        for lp in ctx.loops:
+            if lp.unrolled:
+                continue
+            w *= lp.extent
+            ws.append(w)
+        return ws
+
+    def _stmt_weights(self, ctx):
+        """(per-thread float weight, warp-level int weights by level, ctx_index) for ctx."""
+        w = self._weight(ctx)
+        warps, _ = self._warps_total()
+        warp_frac, _ = self._active(ctx)
+        ints = [x * warps * warp_frac for x in self._int_weights(ctx)]
+        # integer ops inside unrolled loops are folded, but value arithmetic (not addresses) is not:
+        return w, ints, self._ctx_index(ctx), warps * warp_frac
+
+    def _stmt(self, s, ctx):
+        T = self.T
+        t = type(s)
+        if t is T.SeqStmt:
+            for x in s.seq:
+                self._stmt(x, ctx)
+        elif t is T.AttrStmt:
+            self._stmt(s.body, ctx)
+        elif t is T.DeclBuffer or t is T.AllocBuffer:
+            self._declare(s.buffer)
+            body = getattr(s, "body", None)
+            if body is not None:
+                self._stmt(body, ctx)
+        elif t is T.Bind:
+            self.lets[s.var] = s.value
+            self._value(s.value, ctx)
+        elif t is T.For:
+            if not isinstance(s.extent, T.IntImm):
+                raise DemandError(f"kernel {self.name}: symbolic loop extent {s.loop_var} < {s.extent} cannot be counted")
+            ext = int(s.extent.value)
+            kind = int(s.kind)
+            unrolled = kind in (int(T.ForKind.UNROLLED), int(T.ForKind.VECTORIZED))
+            if not isinstance(s.min, T.IntImm) or int(s.min.value) != 0:
+                self.lets_min = True
+            inner = _Ctx(ctx.loops + [_Loop(s.loop_var, ext, unrolled)], ctx.preds)
+            if not unrolled:
+                w = self._weight(inner)
+                warps, _ = self._warps_total()
+                frac, _ = self._active(ctx)
+                self.inst["int_alu"] += 2 * w * warps * frac   # induction increment + compare
+                self.inst["branch"] += w * warps * frac
+            self._stmt(s.body, inner)
+        elif t is T.IfThenElse:
+            w = self._weight(ctx)
+            warps, _ = self._warps_total()
+            frac, _ = self._active(ctx)
+            self.inst["branch"] += w * warps * frac
+            self._value(s.condition, ctx)
+            self._stmt(s.then_case, _Ctx(ctx.loops, ctx.preds + ((s.condition, False),)))
+            if s.else_case is not None:
+                self._stmt(s.else_case, _Ctx(ctx.loops, ctx.preds + ((s.condition, True),)))
+        elif t is T.BufferStore:
+            self._store(s, ctx)
+        elif t is T.Evaluate:
+            v = s.value
+            if type(v).__name__ == "Call":
+                self._intrinsic(v, ctx)
+        elif t is T.While:
+            raise DemandError(f"kernel {self.name}: a while loop has no countable trip count")
+        elif t is T.AssertStmt:
+            self._stmt(s.body, ctx) if getattr(s, "body", None) is not None else None
+        # Break/Continue/Return and others: nothing to count
+
+    def _value(self, e, ctx):
+        w, ints, cidx, wscale = self._stmt_weights(ctx)
+        self._w_float_cur = w * wscale
+        self._count_expr(e, ctx, w * wscale, ints, cidx)
+
+    def _store(self, s, ctx):
+        w, ints, cidx, wscale = self._stmt_weights(ctx)
+        self._w_float_cur = w * wscale
+        buf = s.buffer
+        info = self.buffers.get(buf.name)
+        if info is not None and info.scope == "local" and info.in_registers:
+            lvl = max((self._level(i, cidx) for i in s.indices), default=0)
+            if lvl > 0:
+                info.in_registers = False
+                self.notes.append(f"local array {buf.name} indexed by a loop variable: local memory")
+        self._access(buf.name, s.indices, _dt(s.value), ctx, w * wscale, is_store=True)
+        for idx in s.indices:
+            self._count_index(idx, ctx, ints, cidx)
+        self._count_expr(s.value, ctx, w * wscale, ints, cidx)
+
+    def _declare(self, buf):
+        scope = buf.scope()
+        dtype = str(buf.dtype)
+        elems = 1
+        for d in buf.shape:
+            if not hasattr(d, "value"):
+                raise DemandError(f"kernel {self.name}: buffer {buf.name} has symbolic shape {list(buf.shape)}")
+            elems *= int(d.value)
+        bits = _dtype_bits(dtype) * _lanes(dtype)
+        if buf.name in self.buffers:
+            return
+        self.buffers[buf.name] = _BufInfo(buf.name, scope, dtype, elems, bits)
+        nbytes = elems * bits // 8
+        if scope == "shared.dyn" and dtype in ("uint8", "int8"):
+            self.dyn_smem += nbytes
+        elif scope == "shared":
+            self.static_smem += nbytes
+        elif scope.startswith("wmma.") or scope.startswith("m16n8k8") or scope == "warp":
+            self.fragment_regs += nbytes / (32 * 4)
+        elif scope == "local":
+            self.local_reg_bytes += nbytes
+
+    # ---- tensor-core and other intrinsics -------------------------------------------------------
+    def _frag_dtype(self, arg):
+        """dtype of a fragment given the ``buf.data`` argument of a wmma intrinsic."""
+        info = self.buffers.get(_data_name(arg))
+        return info.dtype if info is not None else "float16"
+
+    def _src_scope(self, arg):
+        T = self.T
+        if type(arg).__name__ == "Call" and arg.op.name.endswith("address_of"):
+            load = arg.args[0]
+            if type(load).__name__ in ("BufferLoad", "TensorLoad"):
+                info = self.buffers.get(_load_name(load))
+                return (info.scope if info else "global"), load
+        return "shared", None
+
+    def _intrinsic(self, call, ctx):
+        op = call.op.name.split(".")[-1]
+        w, ints, cidx, wscale = self._stmt_weights(ctx)
+        W = w * wscale      # warp-level executions
+        self._w_float_cur = W
+        args = call.args
+        if op == "tvm_storage_sync":
+            self.inst["barrier"] += W
+        elif op == "tvm_mma_sync":
+            a_dt = self._frag_dtype(args[2])
+            c_dt = self._frag_dtype(args[0])
+            m, n, k = self._frag_shape
+            flops = 2 * m * n * k
+            n_hmma = max(1, flops // 4096)   # m16n8k16 HMMA = 4096 FLOP
+            key = f"m16n8k16.{_TENSOR_DTYPE.get(a_dt, a_dt)}.{'f32' if c_dt == 'float32' else 'f16'}"
+            self.mma[key] = self.mma.get(key, 0.0) + n_hmma * W
+            self.inst["mma"] += n_hmma * W
+            td = _TENSOR_DTYPE.get(a_dt, "fp16")
+            self.tensor_flops[td] = self.tensor_flops.get(td, 0.0) + flops * W
+        elif op == "tvm_load_matrix_sync":
+            m, n, k = self._frag_shape
+            dt = self._frag_dtype(args[0])
+            elems = 256  # 16x16 (or 32x8 / 8x32) fragment
+            nbytes = elems * _dtype_bits(dt) // 8
+            scope, load = self._src_scope(args[5])
+            if scope.startswith("shared"):
+                self.inst["ldmatrix"] += max(1, nbytes // 512) * W   # LDSM.x4 moves 512 bytes
+                self.mem["shared_load_wavefronts"] += max(1, nbytes // 128) * W
+                self.mem["shared_ideal_wavefronts"] += max(1, nbytes // 128) * W
+            else:
+                n_inst = max(1, nbytes // (32 * 16))
+                self.inst["ld_global"] += n_inst * 2 * W
+                self.mem["global_load_bytes"] += nbytes * W
+                self.mem["global_load_sectors"] += nbytes / 32 * W
+                if load is not None:
+                    tr = self.global_traffic.setdefault(_load_name(load), [0.0, 0.0, 0.0])
+                    tr[0] += nbytes / 32 * W
+                    info = self.buffers.get(_load_name(load))
+                    if info:
+                        tr[2] = info.elements * info.bits / 8
+            self._count_expr(args[4], ctx, W, ints, cidx)
+        elif op == "tvm_store_matrix_sync":
+            dt = self._frag_dtype(args[0])
+            nbytes = 256 * _dtype_bits(dt) // 8
+            scope, load = self._src_scope(args[5])
+            n_inst = max(1, nbytes // (32 * 8))     # each lane stores 8-byte pairs
+            if scope.startswith("shared"):
+                self.inst["st_shared"] += n_inst * W
+                self.mem["shared_store_wavefronts"] += max(1, nbytes // 128) * W
+                self.mem["shared_ideal_wavefronts"] += max(1, nbytes // 128) * W
+            else:
+                self.inst["st_global"] += n_inst * W
+                self.mem["global_store_bytes"] += nbytes * W
+                self.mem["global_store_sectors"] += nbytes / 32 * W
+                if load is not None:
+                    tr = self.global_traffic.setdefault(_load_name(load), [0.0, 0.0, 0.0])
+                    tr[1] += nbytes / 32 * W
+                    info = self.buffers.get(_load_name(load))
+                    if info:
+                        tr[2] = info.elements * info.bits / 8
+        elif op == "tvm_fill_fragment":
+            dt = self._frag_dtype(args[0])
+            self.inst["int_alu"] += 256 * _dtype_bits(dt) // 8 // (32 * 4) * W
+        elif op in ("ptx_mma", "ptx_mma_sp"):
+            shape = str(args[0]).strip('"')
+            a_dt = str(args[3]).strip('"')
+            mnk = [int(x) for x in shape.replace("m", "").replace("n", " ").replace("k", " ").split()]
+            flops = 2 * mnk[0] * mnk[1] * mnk[2]
+            td = {"fp16": "fp16", "bf16": "bf16", "tf32": "tf32", "int8": "int8", "e4m3": "fp8",
+                  "e5m2": "fp8"}.get(a_dt, "fp16")
+            key = f"{shape}.{td}"
+            self.mma[key] = self.mma.get(key, 0.0) + W
+            self.inst["mma"] += W
+            self.tensor_flops[td] = self.tensor_flops.get(td, 0.0) + flops * W
+        elif op == "ptx_ldmatrix":
+            num = int(args[2].value) if hasattr(args[2], "value") else 4
+            self.inst["ldmatrix"] += W
+            self.mem["shared_load_wavefronts"] += num * W
+            self.mem["shared_ideal_wavefronts"] += num * W
+        elif op in ("ptx_cp_async", "ptx_cp_async_bulk"):
+            self.inst["ld_global"] += W
+            self.inst["st_shared"] += W
+        else:
+            for a in args:
+                if hasattr(a, "dtype"):
+                    self._count_expr(a, ctx, W, ints, cidx)
+
+    _frag_shape = (16, 16, 16)
+
+    # ---- result ---------------------------------------------------------------------------------
+    def _result(self) -> KernelDemand:
+        def dim(ext, prefix):
+            return tuple(int(ext.get(f"{prefix}.{a}", 1)) for a in "xyz")
+
+        grid, block = dim(self.block_ext, "blockIdx"), dim(self.thread_ext, "threadIdx")
+        threads = max(1, math.prod(block))
+        regs = 20 + self.fragment_regs + sum(
+            b.elements * max(4, b.bits // 8) / 4 for b in self.buffers.values()
+            if b.scope == "local" and b.in_registers)
+        regs += 2 * len([b for b in self.buffers.values() if b.scope == "global"])
+        cap = max(16, min(255, 65536 // threads // 8 * 8))
+        spill = max(0.0, regs - cap)
+        regs = int(min(max(16, math.ceil(regs / 8) * 8), cap))
+        local_bytes_per_thread = int(sum(b.elements * b.bits // 8 for b in self.buffers.values()
+                                         if b.scope == "local" and not b.in_registers))
+        if spill > 0:
+            self.notes.append(f"register estimate exceeds the cap of {cap}: ~{int(spill)} registers spill")
+            local_bytes_per_thread += int(spill * 4)
+        dram = 0.0
+        l2 = 0.0
+        for name, (ld, st, size) in self.global_traffic.items():
+            load_b, store_b = ld * 32, st * 32
+            l2 += load_b + store_b
+            dram += min(load_b, size) if size else load_b
+            dram += min(store_b, size) if size else store_b
+        self.mem["dram_bytes"] = dram
+        self.mem["l2_bytes"] = l2
+        launch = LaunchShape(grid=grid, block=block, static_smem_bytes=int(self.static_smem),
+                             dynamic_smem_bytes=int(self.dyn_smem), registers_per_thread=regs,
+                             local_bytes_per_thread=local_bytes_per_thread)
+        buffers = {n: {"bytes": size, "load_sectors": ld, "store_sectors": st}
+                   for n, (ld, st, size) in self.global_traffic.items()}
+        return KernelDemand(name=self.name, launch=launch,
+                            inst={k: float(v) for k, v in self.inst.items()},
+                            mma={k: float(v) for k, v in self.mma.items()},
+                            tensor_flops={k: float(v) for k, v in self.tensor_flops.items()},
+                            memory={k: float(v) for k, v in self.mem.items()},
+                            flops=float(self.flops), serial_iterations=float(self.max_serial),
+                            global_buffers=buffers, notes=list(dict.fromkeys(self.notes)))
+
+
+def _active_rows(keys, mask):
+    """Flatten (S, 32, k) keys to (S, 32*k) with inactive lanes replaced by a duplicate of an
+    active key of the same sample (so they add nothing); samples with no active lane are dropped."""
+    mask = np.broadcast_to(mask, keys.shape[:2])
+    ok = mask.any(axis=1)
+    if not ok.any():
+        return None
+    keys, mask = keys[ok], mask[ok]
+    first_active = keys[np.arange(keys.shape[0]), mask.argmax(axis=1), 0]
+    keys = np.where(mask[..., None], keys, first_active[:, None, None])
+    return keys.reshape(keys.shape[0], -1)
+
+
+def _sorted_unique_mask(rows):
+    rows = np.sort(rows, axis=1)
+    new = np.ones(rows.shape, dtype=bool)
+    new[:, 1:] = rows[:, 1:] != rows[:, :-1]
+    return rows, new
+
+
+def _mean_unique(keys, mask) -> float:
+    """Mean number of distinct keys per sample among active lanes."""
+    rows = _active_rows(keys, mask)
+    if rows is None:
+        return 0.0
+    _, new = _sorted_unique_mask(rows)
+    return float(new.sum(axis=1).mean())
+
+
+def _wavefronts_of(words, mask) -> float:
+    """Shared-memory wavefronts per request: the busiest bank's distinct words, at least the
+    number of 128-byte transfers the distinct words need."""
+    rows = _active_rows(words, mask)
+    if rows is None:
+        return 1.0
+    rows, new = _sorted_unique_mask(rows)
+    n = rows.shape[0]
+    banks = (rows % 32) + 32 * np.arange(n)[:, None]
+    per_bank = np.bincount(banks[new], minlength=32 * n).reshape(n, 32).max(axis=1)
+    distinct = new.sum(axis=1)
+    return float(np.maximum(per_bank, np.ceil(distinct * 4 / 128)).mean())
+
+
+def _dt(e) -> str:
+    """dtype string of an expression (TVM 0.27 loads carry ``ty`` instead of ``dtype``)."""
+    d = getattr(e, "dtype", None)
+    if d is None:
+        d = getattr(e, "ty", "int32")
+    return str(d)
+
+
+def _load_name(load) -> str:
+    """Name of the buffer a load reads (BufferLoad.buffer or TensorLoad.source var)."""
+    buf = getattr(load, "buffer", None)
+    if buf is not None:
+        return buf.name
+    return _var_name(load.source)
+
+
+def _var_name(v) -> str:
+    name = getattr(v, "name", None) or getattr(v, "name_hint", None)
+    return str(name) if name is not None else str(v)
+
+
+def _data_name(arg) -> str:
+    """Buffer name behind a ``buf.data`` argument (``tirx.buffer_data(var)`` or a plain var)."""
+    if type(arg).__name__ == "Call" and arg.args:
+        return _var_name(arg.args[0])
+    return _var_name(arg)
+
+
+def _is_pow2(v: int) -> bool:
+    return v > 0 and (v & (v - 1)) == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------
+
+def analyze_kernel(name: str, func, seed: int = 0) -> KernelDemand:
+    """Demand of one lowered device PrimFunc."""
+    return _KernelWalker(name, func, rng_seed=seed).walk()
+
+
+def extract(mod, target=None, seed: int = 0) -> list:
+    """Scheduled IRModule (or PrimFunc, or Schedule) -> [KernelDemand], one per GPU kernel, in launch order."""
+    if hasattr(mod, "mod") and hasattr(mod, "trace"):   # an s_tir.Schedule
+        mod = mod.mod
+    return [analyze_kernel(name, func, seed) for name, func in lower_to_device(mod, target)]
+
+
+def demand_pass(target=None, seed: int = 0):
+    """A ``tvm.transform`` module pass: returns the module unchanged, with the demand records attached
+    as the module attribute ``costpass.demand`` (a JSON string, one object per kernel)."""
+    import tvm
+
+    @tvm.transform.module_pass(opt_level=0, name="costpass.DemandPass")
+    def _pass(mod, _ctx):
+        records = extract(mod, target=target, seed=seed)
+        return mod.with_attr("costpass.demand", json.dumps([r.to_dict() for r in records]))
+
+    return _pass
+
+
+def demands_of(mod) -> list:
+    """Read the records that ``demand_pass`` attached to a module."""
+    text = mod.attrs["costpass.demand"] if mod.attrs is not None and "costpass.demand" in mod.attrs else None
+    if text is None:
+        raise DemandError("module carries no costpass.demand attribute: run costpass.demand_pass() first")
+    return [KernelDemand.from_dict(d) for d in json.loads(str(text))]
