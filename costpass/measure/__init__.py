@@ -1,0 +1,1 @@
+"""Building artifacts, measuring them on a GPU, and the measurement records."""

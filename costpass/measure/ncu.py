@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""Hardware counters of bundle candidates under Nsight Compute, one JSON line per (candidate, kernel).
+
+    python3 ncu.py --bundle DIR|FILE.tar.xz --out NCU.jsonl (--ids a,b,c | --ids-file F | --first N)
+                   [--ncu /usr/local/cuda/bin/ncu] [--kernel-regex main_kernel] [--raw-out RAW.txt]
+
+The driver starts ``ncu ... python3 ncu.py --target ...``; the target loads each candidate with
+``gpu_run.py``'s code (same cubin cache, same inputs), prints a marker line, calls the entry function
+once (one launch of each of its kernels) and synchronizes. Rows of ncu's CSV are matched to
+candidates through ncu's own ``==PROF== Profiling "name" - ID`` lines, which come between the
+target's markers; if that fails the rows are assigned in order, using the kernel names the target
+read from each candidate's CUDA source (both are in ``mapping``). Values are kept raw (base units,
+``--print-units base``); prefixed units are scaled to base units when ncu still prints them.
+
+Clocks are left as they are (``--clock-control none``); caches are flushed before each replay pass
+(ncu's default ``--cache-control all``), so DRAM bytes are those of a cold cache.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    from . import gpu_run as G
+    from . import records as R
+except ImportError:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gpu_run as G  # type: ignore
+    import records as R  # type: ignore
+
+PIPES = ("fma", "fmaheavy", "fmalite", "fma_type_fp16", "alu", "xu", "lsu", "adu", "cbu", "uniform",
+         "fp64", "tensor")
+METRICS = (
+    [f"smsp__inst_executed_pipe_{p}.sum" for p in PIPES]
+    + ["smsp__inst_executed_pipe_tensor_op_hmma.sum", "smsp__inst_executed_pipe_tensor_op_gmma.sum",
+       "smsp__inst_executed_pipe_tensor_op_imma.sum",
+       "smsp__inst_executed.sum",
+       "l1tex__data_pipe_lsu_wavefronts_mem_shared.sum",
+       "dram__bytes_read.sum", "dram__bytes_write.sum", "lts__t_bytes.sum",
+       "launch__registers_per_thread", "launch__grid_size", "launch__block_size",
+       "gpu__time_duration.sum", "sm__warps_active.avg.pct_of_peak_sustained_active"]
+)
+# not yet seen working on the H100 machine: dropped (and reported) if ncu does not know them
+OPTIONAL_METRICS = [
+    "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum",
+    "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum",
+    "l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum",
+    "l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum",
+    "l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum",
+    "launch__shared_mem_per_block_dynamic",
+    "launch__shared_mem_per_block_static",
+]
+
+MARK = "@@COSTPASS_CAND"
+PROF_RE = re.compile(r'==PROF== Profiling "([^"]+)"(?: - |: )(\d+)')
+UNIT_SCALE = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "k": 1e3}
+TIME_SCALE = {"nsecond": 1.0, "usecond": 1e3, "msecond": 1e6, "second": 1e9}
+
+
+def find_ncu(path: str | None) -> str:
+    for p in (path, shutil.which("ncu"), "/usr/local/cuda/bin/ncu"):
+        if p and os.path.exists(p):
+            return p
+    raise FileNotFoundError("ncu not found (give --ncu)")
+
+
+def base_name(metric: str) -> str:
+    return metric.split(".")[0]
+
+
+def query_metric_names(ncu: str) -> set[str] | None:
+    """Base metric names this device knows (``ncu --query-metrics``), or None if that fails."""
+    try:
+        r = subprocess.run([ncu, "--query-metrics"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = {ln.split()[0] for ln in r.stdout.splitlines()
+             if ln.strip() and re.match(r"^[a-z0-9]+__\w+", ln.split()[0])}
+    return names if len(names) > 50 else None
+
+
+# ----------------------------------------------------------------------------------------------
+# target: runs inside ncu
+# ----------------------------------------------------------------------------------------------
+
+def target_main(a) -> int:
+    import torch
+
+    bundle = a.bundle
+    entries = {e["id"]: e for e in G.read_manifest(bundle)}
+    with open(a.plan) as f:
+        ids = json.load(f)["ids"]
+    torch.cuda.init()
+    arch = G.device_arch()
+    cache = G.CubinCache(os.path.join(bundle, "cubins"), arch, use_cache=(arch == "sm_90a"))
+    G.setup_tvm(cache)
+    side = []
+    wl = None
+    for i, cid in enumerate(ids):
+        e = entries[cid]
+        if wl is None or wl.name != e["workload"]:
+            wl = None
+            torch.cuda.empty_cache()
+            wl = G.Workload(e["workload"], e, G.workload_seed(e["workload"]))
+        cache.reset()
+        item = {"index": i, "id": cid, "workload": e["workload"]}
+        try:
+            mod, fn = G.load_entry(G.entry_lib(bundle, e), e.get("entry", "main"))
+            wl.poison_outputs()
+            torch.cuda.synchronize()
+            sys.stdout.write(f"{MARK} {i} {cid}\n")
+            sys.stdout.flush()
+            fn(*wl.args)
+            torch.cuda.synchronize()
+            item["status"] = "ok"
+            del fn, mod
+        except Exception as ex:  # noqa: BLE001
+            item["status"] = "error"
+            item["error"] = str(ex)[-2000:]
+            print(f"[ncu target] {cid}: {ex}", file=sys.stderr, flush=True)
+            if not G.context_ok():
+                item["poisoned"] = True
+                side.append(item | {"kernels": [k for ev in cache.events for k in ev["kernels"]]})
+                break
+        item["kernels"] = [k for ev in cache.events for k in ev["kernels"]]
+        item["cubins"] = cache.summary()
+        side.append(item)
+    sys.stdout.write(f"{MARK} end\n")
+    sys.stdout.flush()
+    with open(a.sidecar, "w") as f:
+        json.dump(side, f)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# parsing ncu's output
+# ----------------------------------------------------------------------------------------------
+
+def _value(v: str):
+    v = v.strip()
+    if v in ("", "n/a", "N/A"):
+        return None
+    try:
+        x = float(v.replace(",", ""))
+    except ValueError:
+        return v
+    return int(x) if x.is_integer() and abs(x) < 2**63 else x
+
+
+def _to_base(val, unit: str):
+    """Scale a value printed with a prefixed unit (Kbyte, usecond, ...) to its base unit."""
+    if not isinstance(val, (int, float)) or not unit:
+        return val, unit
+    if unit in TIME_SCALE:
+        return val * TIME_SCALE[unit], "nsecond"
+    if len(unit) > 1 and unit[0] in UNIT_SCALE and unit[1:] in ("byte", "inst", "sector", "request",
+                                                                "cycle", "warp", "thread", "block",
+                                                                "byte/second", "wavefront"):
+        return val * UNIT_SCALE[unit[0]], unit[1:]
+    return val, unit
+
+
+def parse_csv_rows(text: str) -> list[dict]:
+    """Kernels of ncu --csv output (``--page raw`` wide or ``--page details`` long format):
+    [{"ncu_id", "kernel", "block_size", "grid_size", "device", "cc", "metrics", "units"}]."""
+    lines = [ln for ln in text.splitlines() if ln.startswith('"')]
+    rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    kernels: dict[int, dict] = {}
+    header = None
+    header_units: dict = {}
+    units_row_next = False
+    for row in rows:
+        if row and row[0] == "ID":
+            header = row
+            units_row_next = "Metric Name" not in header
+            continue
+        if header is None or len(row) != len(header):
+            continue
+        rec = dict(zip(header, row))
+        if units_row_next:  # raw page: second line holds units
+            units_row_next = False
+            if not rec.get("ID", "").strip().isdigit():
+                header_units = rec
+                continue
+        try:
+            kid = int(rec["ID"])
+        except ValueError:
+            continue
+        k = kernels.setdefault(kid, {"ncu_id": kid, "kernel": rec.get("Kernel Name", ""),
+                                     "block_size": rec.get("Block Size", ""),
+                                     "grid_size": rec.get("Grid Size", ""),
+                                     "device": rec.get("Device", ""), "cc": rec.get("CC", ""),
+                                     "metrics": {}, "units": {}})
+        if "Metric Name" in header:
+            name, unit = rec["Metric Name"], rec.get("Metric Unit", "")
+            val, unit = _to_base(_value(rec["Metric Value"]), unit)
+            k["metrics"][name] = val
+            k["units"][name] = unit
+        else:
+            for col in header:
+                if "__" not in col:
+                    continue
+                unit = header_units.get(col, "")
+                val, unit = _to_base(_value(rec[col]), unit)
+                k["metrics"][col] = val
+                k["units"][col] = unit
+    return [kernels[i] for i in sorted(kernels)]
+
+
+def map_kernels(text: str, sidecar: list[dict], kernels: list[dict]) -> tuple[dict[int, str], str]:
+    """ncu ID -> candidate id. First from ==PROF== lines between the target's markers; checked
+    against the kernel count read from each candidate's source; else sequential by that count."""
+    cur = None
+    by_prof: dict[int, str] = {}
+    for ln in text.splitlines():
+        if ln.startswith(MARK):
+            parts = ln.split()
+            cur = parts[2] if len(parts) > 2 else None
+            continue
+        m = PROF_RE.search(ln)
+        if m and cur is not None:
+            by_prof[int(m.group(2))] = cur
+    expected = {s["id"]: len(s.get("kernels") or []) for s in sidecar if s.get("status") == "ok"}
+    ids = [k["ncu_id"] for k in kernels]
+    count: dict[str, int] = {}
+    for i in ids:
+        if i in by_prof:
+            count[by_prof[i]] = count.get(by_prof[i], 0) + 1
+    if ids and all(i in by_prof for i in ids) and all(count.get(c, 0) == n for c, n in expected.items()):
+        return by_prof, "prof_lines"
+    seq: dict[int, str] = {}
+    it = iter(sorted(ids))
+    ok = True
+    for s in sidecar:
+        if s.get("status") != "ok":
+            continue
+        for _ in range(len(s.get("kernels") or [])):
+            try:
+                seq[next(it)] = s["id"]
+            except StopIteration:
+                ok = False
+    if ok and len(seq) == len(ids):
+        return seq, "sequential_by_source" + ("" if not by_prof else "_prof_mismatch")
+    return by_prof or seq, "uncertain"
+
+
+def ncu_version(ncu: str) -> str:
+    try:
+        r = subprocess.run([ncu, "--version"], capture_output=True, text=True, timeout=60)
+        return r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+# ----------------------------------------------------------------------------------------------
+# driver
+# ----------------------------------------------------------------------------------------------
+
+def select_ids(entries: list[dict], a) -> list[str]:
+    if a.ids:
+        want = [s for s in a.ids.split(",") if s]
+    elif a.ids_file:
+        with open(a.ids_file) as f:
+            want = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+    elif a.first:
+        want = []
+        for _, es in G.group_by_workload(entries):
+            want += [e["id"] for e in es[: a.first]]
+    else:
+        want = [e["id"] for e in entries]
+    known = {e["id"] for e in entries}
+    missing = [w for w in want if w not in known]
+    if missing:
+        raise SystemExit(f"ids not in the manifest: {missing[:10]}")
+    order = {e["id"]: i for i, e in enumerate(entries)}
+    wl_first = {}
+    for e in entries:
+        wl_first.setdefault(e["workload"], order[e["id"]])
+    by = {e["id"]: e for e in entries}
+    # grouped by workload so inputs are allocated once per workload
+    return sorted(dict.fromkeys(want), key=lambda c: (wl_first[by[c]["workload"]], order[c]))
+
+
+def run_ncu(a, bundle: str, ids: list[str], metrics: list[str], ncu: str, workdir: str):
+    plan = os.path.join(workdir, "plan.json")
+    side = os.path.join(workdir, "sidecar.json")
+    with open(plan, "w") as f:
+        json.dump({"ids": ids}, f)
+    cmd = [ncu, "--metrics", ",".join(metrics), "--csv", "--page", a.page, "--print-units", "base",
+           "--target-processes", "all", "--clock-control", a.clock_control,
+           "--cache-control", a.cache_control, "-k", f"regex:{a.kernel_regex}",
+           sys.executable, os.path.abspath(__file__), "--target", "--bundle", bundle, "--plan", plan,
+           "--sidecar", side]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.time()
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                       timeout=a.timeout_s)
+    wall = time.time() - t0
+    sidecar = []
+    if os.path.exists(side):
+        with open(side) as f:
+            sidecar = json.load(f)
+    return r.returncode, r.stdout, sidecar, wall, cmd
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--out", help="JSONL, one line per (candidate, kernel); appended")
+    p.add_argument("--ids", help="comma-separated candidate ids")
+    p.add_argument("--ids-file")
+    p.add_argument("--first", type=int, help="the first N candidates of each workload")
+    p.add_argument("--ncu")
+    p.add_argument("--kernel-regex", default="main_kernel")
+    p.add_argument("--extra-metrics", default="", help="comma list added to the default metrics")
+    p.add_argument("--page", default="raw", choices=["raw", "details"])
+    p.add_argument("--clock-control", default="none", choices=["none", "base"])
+    p.add_argument("--cache-control", default="all", choices=["all", "none"])
+    p.add_argument("--raw-out", help="keep ncu's whole output here")
+    p.add_argument("--tag", default="")
+    p.add_argument("--timeout-s", type=float, default=3000)
+    p.add_argument("--no-query", action="store_true", help="skip ncu --query-metrics")
+    p.add_argument("--target", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--plan", help=argparse.SUPPRESS)
+    p.add_argument("--sidecar", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.target:
+        return target_main(a)
+    if not a.out:
+        p.error("--out is required")
+    bundle = G.open_bundle(a.bundle)
+    entries = G.read_manifest(bundle)
+    ids = select_ids(entries, a)
+    ncu = find_ncu(a.ncu)
+    metrics = list(dict.fromkeys(METRICS + [m for m in a.extra_metrics.split(",") if m]))
+    optional = list(OPTIONAL_METRICS)
+    dropped = []
+    known = None if a.no_query else query_metric_names(ncu)
+    if known is not None:
+        for m in list(optional):
+            if not m.startswith("launch__") and base_name(m) not in known:
+                optional.remove(m)
+                dropped.append(m)
+        for m in list(metrics):
+            if not m.startswith("launch__") and base_name(m) not in known:
+                metrics.remove(m)
+                dropped.append(m)
+    print(f"[ncu] {len(ids)} candidates, {len(metrics) + len(optional)} metrics"
+          + (f"; ncu does not know {dropped}" if dropped else ""), flush=True)
+    by = {e["id"]: e for e in entries}
+    with tempfile.TemporaryDirectory() as wd:
+        rc, text, sidecar, wall, cmd = run_ncu(a, bundle, ids, metrics + optional, ncu, wd)
+        if rc != 0 and optional and re.search(r"metric", text, re.I):
+            # an optional metric may be unknown to this ncu: retry with the required ones only
+            bad = [m for m in optional if m in text or base_name(m) in text] or optional
+            print(f"[ncu] ncu failed (rc={rc}); retrying without {bad}", flush=True)
+            dropped += bad
+            optional = [m for m in optional if m not in bad]
+            rc, text, sidecar, wall, cmd = run_ncu(a, bundle, ids, metrics + optional, ncu, wd)
+    if a.raw_out:
+        with open(a.raw_out, "w") as f:
+            f.write(" ".join(cmd) + "\n\n" + text)
+    kernels = parse_csv_rows(text)
+    mapping, how = map_kernels(text, sidecar, kernels)
+    info = {}
+    try:
+        vals = G._smi(["name", "driver_version"])
+        info = {"gpu": vals[0], "driver": vals[1]} if vals else {}
+    except Exception:  # noqa: BLE001
+        pass
+    ver = ncu_version(ncu)
+    side_by = {s["id"]: s for s in sidecar}
+    per_cand: dict[str, int] = {}
+    w = R.JsonlWriter(a.out)
+    n = 0
+    for k in kernels:
+        cid = mapping.get(k["ncu_id"])
+        e = by.get(cid, {})
+        kidx = per_cand.get(cid, 0)
+        per_cand[cid] = kidx + 1
+        w.append({
+            "candidate_id": cid, "workload": e.get("workload"), "origin": e.get("origin", ""),
+            "kernel": k["kernel"], "kernel_index": kidx, "ncu_id": k["ncu_id"],
+            "block_size": k["block_size"], "grid_size": k["grid_size"],
+            "metrics": k["metrics"], "units": k["units"],
+            "expected_kernels": (side_by.get(cid) or {}).get("kernels"),
+            "mapping": how, "gpu": info.get("gpu", k.get("device", "")), "driver": info.get("driver", ""),
+            "cc": k.get("cc", ""), "date": G.now_iso(), "ncu_version": ver,
+            "clock_control": a.clock_control, "cache_control": a.cache_control,
+            "metrics_dropped": dropped, "tag": a.tag,
+            "costpass_commit": e.get("costpass_commit", ""), "tvm_version": e.get("tvm_version", ""),
+        })
+        n += 1
+    w.close()
+    failed = [s for s in sidecar if s.get("status") != "ok"]
+    print(f"[ncu] rc={rc}, {n} kernel rows for {len(per_cand)} candidates, mapping={how}, "
+          f"{wall:.1f} s ({wall / max(len(ids), 1):.2f} s per candidate)", flush=True)
+    for s in failed:
+        print(f"[ncu]   {s['id']}: {s.get('error', '')[:200]}", flush=True)
+    if n == 0:
+        print(text[-3000:], flush=True)
+        return 1
+    # short table
+    for k in kernels[:20]:
+        m = k["metrics"]
+        print(f"  {str(mapping.get(k['ncu_id']))[:24]:<24} {k['kernel'][:16]:<16} "
+              f"t={m.get('gpu__time_duration.sum')} ns inst={m.get('smsp__inst_executed.sum')} "
+              f"hmma={m.get('smsp__inst_executed_pipe_tensor_op_hmma.sum')} "
+              f"dram_r={m.get('dram__bytes_read.sum')} regs={m.get('launch__registers_per_thread')}")
+    return 0 if rc == 0 else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
