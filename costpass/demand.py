@@ -44,6 +44,9 @@ SPECIAL_FUNCTION_COST = {
     "isnan": (0, 0, 1), "isinf": (0, 0, 1), "isfinite": (0, 0, 1), "div": (1, 8, 1),
 }
 
+# nvcc fully unrolls an innermost loop with a small constant trip count (its default heuristics);
+# such loops are treated like explicitly unrolled ones (indices fold, local arrays stay in registers).
+NVCC_AUTO_UNROLL = 16
 _SAMPLES = 8  # sampled (block, loop-iteration, warp) contexts per kernel for coalescing and predicates
 _FLOAT_PIPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
 _TENSOR_DTYPE = {"float16": "fp16", "bfloat16": "bf16", "float32": "tf32", "int8": "int8",
@@ -283,6 +286,7 @@ class _KernelWalker:
         self.env = {}
         self.evaluator = None
         self._pred_cache = {}
+        self._uses_cache = {}
         self._loop_samples = {}
 
     # ---- setup -------------------------------------------------------------------------------
@@ -357,13 +361,88 @@ class _KernelWalker:
         if hit is not None:
             return hit
         try:
-            mask = self._pred_mask(ctx)
-            warp = float(np.mean(mask.any(axis=1)))
+            mask = self._pred_mask_enumerated(ctx)
+            warp = float(np.mean(mask.any(axis=-1)))
             lane = float(mask.mean())
         except _Unknown:
             warp, lane = 1.0, float(self.lane_valid.mean())
         self._pred_cache[key] = (warp, lane)
         return warp, lane
+
+    def _pred_mask_enumerated(self, ctx):
+        """Active-lane mask under ctx's predicates, with every enclosing loop variable that a
+        condition uses enumerated over its range (up to 4096 combinations, else sampled)."""
+        used = set()
+        for cond, _ in ctx.preds:
+            used |= self._uses(cond)
+        loops = [lp for lp in ctx.loops if lp.var in used]
+        if not loops:
+            return self._pred_mask(ctx)
+        total = math.prod(lp.extent for lp in loops)
+        if total <= 4096:
+            grids = np.meshgrid(*[np.arange(lp.extent) for lp in loops], indexing="ij")
+            values = [g.reshape(-1) for g in grids]
+        else:
+            values = [self.rng.integers(0, lp.extent, size=4096) for lp in loops]
+        n = len(values[0])
+        env = {}
+        for var, val in self.env.items():
+            if var in self.thread_vars:
+                env[var] = np.asarray(val)[None]                     # (1, S, 32|1)
+        for lp, val in zip(loops, values):
+            env[lp.var] = val[:, None, None]                         # (n, 1, 1)
+        for lp in ctx.loops:
+            if lp.var not in env:
+                env[lp.var] = self.rng.integers(0, max(1, lp.extent), size=(1, _SAMPLES, 1))
+        ev = _Evaluator(self.T, env, self.lets)
+        mask = np.broadcast_to(self.lane_valid[None], (n,) + self.lane_valid.shape)
+        for cond, negate in ctx.preds:
+            v = np.asarray(ev.eval(cond), dtype=bool)
+            v = np.broadcast_to(v, v.shape[:3] if v.ndim > 3 else v.shape)
+            while v.ndim > 3:
+                v = v.any(axis=-1)
+            mask = mask & (~v if negate else v)
+        return mask.reshape(-1, mask.shape[-1])
+
+    def _uses(self, e):
+        """Vars (loop, thread) an expression depends on, through let bindings."""
+        T = self.T
+        out = set()
+        stack = [e]
+        while stack:
+            x = stack.pop()
+            t = type(x)
+            if t is T.Var:
+                if x in self.lets:
+                    cached = self._uses_cache.get(x)
+                    if cached is None:
+                        cached = self._uses(self.lets[x])
+                        self._uses_cache[x] = cached
+                    out |= cached
+                else:
+                    out.add(x)
+            elif t is T.IntImm or t is T.FloatImm:
+                continue
+            elif hasattr(x, "a") and hasattr(x, "b"):
+                stack.append(x.a)
+                stack.append(x.b)
+            else:
+                name = t.__name__
+                if name == "Call":
+                    stack.extend(list(x.args))
+                elif name == "Ramp":
+                    stack.extend([x.base, x.stride])
+                elif name in ("Broadcast", "Cast"):
+                    stack.append(x.value)
+                elif name == "Select":
+                    stack.extend([x.condition, x.true_value, x.false_value])
+                elif name == "Not":
+                    stack.append(x.a)
+                elif name in ("BufferLoad", "TensorLoad"):
+                    stack.extend(list(x.indices))
+                elif name == "Var":   # ir.Var (TensorLoad source) etc.
+                    out.add(x)
+        return out
 
     def _pred_mask(self, ctx):
         mask = self.lane_valid.copy()
@@ -434,7 +513,8 @@ class _KernelWalker:
         lanes = _lanes(dtype)
         is_float = scalar.startswith("float") or scalar.startswith("bfloat")
         if name in ("BufferLoad", "TensorLoad"):
-            self._access(_load_name(e), e.indices, dtype, ctx, w_float, is_store=False)
+            self._access(_load_name(e), e.indices, dtype, ctx, w_float / self._redundant(e, ctx),
+                         is_store=False)
             for idx in e.indices:
                 self._count_index(idx, ctx, w_int_by_level, ctx_index)
             return
@@ -492,6 +572,21 @@ class _KernelWalker:
         if name == "Call":
             self._call(e, ctx, w_float, w_int_by_level, ctx_index, lanes)
             return
+
+    def _redundant(self, load, ctx):
+        """Product of the extents of enclosing unrolled loops the load's index does not use: the
+        compiler issues such a load once and reuses the register."""
+        unrolled = [lp for lp in ctx.loops if lp.unrolled]
+        if not unrolled:
+            return 1.0
+        used = set()
+        for idx in load.indices:
+            used |= self._uses(idx)
+        r = 1.0
+        for lp in unrolled:
+            if lp.var not in used:
+                r *= lp.extent
+        return r
 
     def _float_op(self, name, e, scalar, lanes, w):
         pipe = _FLOAT_PIPE.get(scalar, "fp32")
@@ -786,7 +881,8 @@ class _KernelWalker:
                 raise DemandError(f"kernel {self.name}: symbolic loop extent {s.loop_var} < {s.extent} cannot be counted")
             ext = int(s.extent.value)
             kind = int(s.kind)
-            unrolled = kind in (int(T.ForKind.UNROLLED), int(T.ForKind.VECTORIZED))
+            unrolled = kind in (int(T.ForKind.UNROLLED), int(T.ForKind.VECTORIZED)) or (
+                kind == int(T.ForKind.SERIAL) and ext * _inner_trip(T, s.body) <= NVCC_AUTO_UNROLL)
             if not isinstance(s.min, T.IntImm) or int(s.min.value) != 0:
                 self.lets_min = True
             inner = _Ctx(ctx.loops + [_Loop(s.loop_var, ext, unrolled)], ctx.preds)
@@ -1004,6 +1100,24 @@ class _KernelWalker:
                             memory={k: float(v) for k, v in self.mem.items()},
                             flops=float(self.flops), serial_iterations=float(self.max_serial),
                             global_buffers=buffers, notes=list(dict.fromkeys(self.notes)))
+
+
+def _inner_trip(T, stmt) -> int:
+    """Largest product of loop extents along any path inside ``stmt`` (1 when it has no loop;
+    a huge number for a loop without a constant extent)."""
+    t = type(stmt)
+    if t is T.For:
+        ext = int(stmt.extent.value) if isinstance(stmt.extent, T.IntImm) else 1 << 30
+        return ext * _inner_trip(T, stmt.body)
+    if t is T.While:
+        return 1 << 30
+    if t is T.SeqStmt:
+        return max((_inner_trip(T, x) for x in stmt.seq), default=1)
+    if t is T.IfThenElse:
+        a = _inner_trip(T, stmt.then_case)
+        return max(a, _inner_trip(T, stmt.else_case)) if stmt.else_case is not None else a
+    body = getattr(stmt, "body", None)
+    return _inner_trip(T, body) if body is not None else 1
 
 
 def _active_rows(keys, mask):
