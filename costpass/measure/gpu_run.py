@@ -20,7 +20,9 @@ no new candidate starts after the deadline. A rerun with the same ``--out`` skip
 Timing: the entry function is called once to warm up (module load, cubin lookup), once as a probe
 timed with CUDA events, then N times back to back with one event pair around each call, queued
 behind a GPU spin (``torch.cuda._sleep``) so that host launch overhead does not show up as device
-time. N aims at ~30 ms of timed work, within [3, 100]; a probe over 200 ms is recorded as it is,
+time. What an event pair reads around a 1-element kernel is recorded as ``timing.null_launch_ms``
+(once per workload group): event-timed single launches include a few microseconds that ncu's
+``gpu__time_duration`` does not. N aims at ~30 ms of timed work, within [3, 100]; a probe over 200 ms is recorded as it is,
 with at most 2 more runs. Caches stay warm between runs unless ``--flush-l2``.
 """
 from __future__ import annotations
@@ -549,6 +551,22 @@ def time_fn(fn, args, target_ms=30.0, min_rep=3, max_rep=100, slow_ms=200.0, flu
     return {"times": times, **info}
 
 
+def null_launch_ms(sm_mhz: float = 1980.0) -> float | None:
+    """Median time of a 1-element torch kernel under the same event method: what an event pair
+    around one launch reads for (almost) no work. Recorded with every candidate of the group."""
+    import torch
+
+    try:
+        x = torch.zeros(1, device="cuda")
+        fn = lambda: x.add_(1.0)  # noqa: E731
+        fn()
+        torch.cuda.synchronize()
+        res = time_fn(fn, [], target_ms=0.0, min_rep=100, max_rep=100, sm_mhz=sm_mhz)
+        return R.median(res["times"])
+    except Exception:  # noqa: BLE001
+        return None
+
+
 # ----------------------------------------------------------------------------------------------
 # child: measures candidates in order, one record each
 # ----------------------------------------------------------------------------------------------
@@ -647,6 +665,7 @@ def child_main(a) -> int:
             else:
                 ref_err = "no reference library"
             wl_obj.ref_error = ref_err
+            wl_obj.null_launch_ms = null_launch_ms(_mhz(clocks.get("max_sm_mhz")))
         say("START", cid)
         t_start = time.perf_counter()
         timing: dict = {"l2_flush": bool(a.flush_l2)}
@@ -703,6 +722,7 @@ def child_main(a) -> int:
             elif want_check and wl_obj.ref is None:
                 correctness = {"ok": None, "error": getattr(wl_obj, "ref_error", "no reference")}
             timing.update(res)
+            timing["null_launch_ms"] = wl_obj.null_launch_ms
             timing["wall_ms"] = round((time.perf_counter() - t_start) * 1e3, 3)
             status = "ok" if (correctness is None or correctness.get("ok") is not False) else "wrong"
             writer.append(base_record(e, status, repeats=len(times), run_times_ms=times,

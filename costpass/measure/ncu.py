@@ -6,10 +6,9 @@
 
 The driver starts ``ncu ... python3 ncu.py --target ...``; the target loads each candidate with
 ``gpu_run.py``'s code (same cubin cache, same inputs), prints a marker line, calls the entry function
-once (one launch of each of its kernels) and synchronizes. Rows of ncu's CSV are matched to
-candidates through ncu's own ``==PROF== Profiling "name" - ID`` lines, which come between the
-target's markers; if that fails the rows are assigned in order, using the kernel names the target
-read from each candidate's CUDA source (both are in ``mapping``). Values are kept raw (base units,
+once (one launch of each of its kernels) and synchronizes. Rows of ncu's CSV come in launch
+order and are assigned to candidates in that order, using the kernel names the target read from each
+candidate's CUDA source (checked against the row's kernel name; see ``map_kernels``). Values are kept raw (base units,
 ``--print-units base``); prefixed units are scaled to base units when ncu still prints them.
 
 Clocks are left as they are (``--clock-control none``); caches are flushed before each replay pass
@@ -58,7 +57,16 @@ OPTIONAL_METRICS = [
     "l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum",
     "launch__shared_mem_per_block_dynamic",
     "launch__shared_mem_per_block_static",
+    # listed by ncu --query-metrics on the H100 (2026-11-23), not yet profiled there
+    "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_atom.sum",
+    "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_gmma.sum",
+    "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_misc.sum",
+    "smsp__inst_executed_pipe_tensor_op_hmma_type_hfma2.sum",
+    "smsp__inst_executed_pipe_tensor_op_dmma.sum",
 ]
+# columns of the raw page kept besides the requested metrics (the rest, device__attribute_*,
+# nvlink__*, per-unit .avg/.min/.max, ..., is dropped unless --keep-all)
+KEEP_PREFIXES = ("launch__", "sm__maximum_warps_per_active_cycle_pct")
 
 MARK = "@@COSTPASS_CAND"
 PROF_RE = re.compile(r'==PROF== Profiling "([^"]+)"(?: - |: )(\d+)')
@@ -169,7 +177,7 @@ def _to_base(val, unit: str):
     return val, unit
 
 
-def parse_csv_rows(text: str) -> list[dict]:
+def parse_csv_rows(text: str, keep: "set[str] | None" = None) -> list[dict]:
     """Kernels of ncu --csv output (``--page raw`` wide or ``--page details`` long format):
     [{"ncu_id", "kernel", "block_size", "grid_size", "device", "cc", "metrics", "units"}]."""
     lines = [ln for ln in text.splitlines() if ln.startswith('"')]
@@ -202,12 +210,16 @@ def parse_csv_rows(text: str) -> list[dict]:
                                      "metrics": {}, "units": {}})
         if "Metric Name" in header:
             name, unit = rec["Metric Name"], rec.get("Metric Unit", "")
+            if keep is not None and name not in keep and not name.startswith(KEEP_PREFIXES):
+                continue
             val, unit = _to_base(_value(rec["Metric Value"]), unit)
             k["metrics"][name] = val
             k["units"][name] = unit
         else:
             for col in header:
                 if "__" not in col:
+                    continue
+                if keep is not None and col not in keep and not col.startswith(KEEP_PREFIXES):
                     continue
                 unit = header_units.get(col, "")
                 val, unit = _to_base(_value(rec[col]), unit)
@@ -217,8 +229,13 @@ def parse_csv_rows(text: str) -> list[dict]:
 
 
 def map_kernels(text: str, sidecar: list[dict], kernels: list[dict]) -> tuple[dict[int, str], str]:
-    """ncu ID -> candidate id. First from ==PROF== lines between the target's markers; checked
-    against the kernel count read from each candidate's source; else sequential by that count."""
+    """ncu ID -> candidate id.
+
+    ncu prints rows in launch order; the target launched the candidates in sidecar order, each
+    launching the kernels its CUDA source defines (names in the sidecar). Rows are assigned in that
+    order and the names are checked ("sequential_by_source"; "_names_differ" if a name does not
+    match). ``==PROF== Profiling "name" - ID`` lines between the target's markers, where ncu prints
+    them (it does not with --csv, as seen on the H100 machine), are used first ("prof_lines")."""
     cur = None
     by_prof: dict[int, str] = {}
     for ln in text.splitlines():
@@ -230,7 +247,8 @@ def map_kernels(text: str, sidecar: list[dict], kernels: list[dict]) -> tuple[di
         if m and cur is not None:
             by_prof[int(m.group(2))] = cur
     expected = {s["id"]: len(s.get("kernels") or []) for s in sidecar if s.get("status") == "ok"}
-    ids = [k["ncu_id"] for k in kernels]
+    ids = sorted(k["ncu_id"] for k in kernels)
+    name_of = {k["ncu_id"]: k["kernel"] for k in kernels}
     count: dict[str, int] = {}
     for i in ids:
         if i in by_prof:
@@ -238,18 +256,21 @@ def map_kernels(text: str, sidecar: list[dict], kernels: list[dict]) -> tuple[di
     if ids and all(i in by_prof for i in ids) and all(count.get(c, 0) == n for c, n in expected.items()):
         return by_prof, "prof_lines"
     seq: dict[int, str] = {}
-    it = iter(sorted(ids))
-    ok = True
+    it = iter(ids)
+    ok, names_ok = True, True
     for s in sidecar:
         if s.get("status") != "ok":
             continue
-        for _ in range(len(s.get("kernels") or [])):
+        for kname in s.get("kernels") or []:
             try:
-                seq[next(it)] = s["id"]
+                i = next(it)
             except StopIteration:
                 ok = False
+                break
+            seq[i] = s["id"]
+            names_ok &= (name_of.get(i) == kname)
     if ok and len(seq) == len(ids):
-        return seq, "sequential_by_source" + ("" if not by_prof else "_prof_mismatch")
+        return seq, "sequential_by_source" + ("" if names_ok else "_names_differ")
     return by_prof or seq, "uncertain"
 
 
@@ -329,6 +350,7 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default="")
     p.add_argument("--timeout-s", type=float, default=3000)
     p.add_argument("--no-query", action="store_true", help="skip ncu --query-metrics")
+    p.add_argument("--keep-all", action="store_true", help="keep every column of the raw page")
     p.add_argument("--target", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--plan", help=argparse.SUPPRESS)
     p.add_argument("--sidecar", help=argparse.SUPPRESS)
@@ -369,7 +391,7 @@ def main(argv=None) -> int:
     if a.raw_out:
         with open(a.raw_out, "w") as f:
             f.write(" ".join(cmd) + "\n\n" + text)
-    kernels = parse_csv_rows(text)
+    kernels = parse_csv_rows(text, None if a.keep_all else set(metrics + optional))
     mapping, how = map_kernels(text, sidecar, kernels)
     info = {}
     try:

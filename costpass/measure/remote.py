@@ -49,20 +49,27 @@ def launcher() -> str:
     return LAUNCHER
 
 
-def measure_command(bundle: str, out_dir: str = "$OUT", budget_s: int = 420, tag: str = "",
-                    ncu_first: int = 0, extra: str = "") -> str:
-    """One ``run`` command: setup, gpu_run.py over the bundle, optionally ncu.py on the first N
-    candidates of each workload. Results land in $OUT (it comes back)."""
+def measure_command(bundle: str, budget_s: int = 420, tag: str = "", ncu_first: int = 0,
+                    extra: str = "", resume_from: str = "", ncu_timeout_s: int = 120) -> str:
+    """One ``run`` command: setup, gpu_run.py over the bundle (``budget_s`` of measuring), then
+    optionally ncu.py on the first N candidates of each workload. Everything lands in $OUT; record
+    files over 8 MB are xz-compressed there (a file over 16 MiB would not come back).
+    ``resume_from``: a carried earlier measure.jsonl to go on from (recorded ids are skipped)."""
     t = f" --tag {tag}" if tag else ""
-    cmd = launcher() + (
-        f"nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem "
-        f"--format=csv | tee {out_dir}/gpu.txt\n"
-        f"python3 costpass/measure/gpu_run.py --bundle {bundle} --out {out_dir}/measure.jsonl "
-        f"--budget-s {budget_s}{t} {extra} 2>&1 | tee {out_dir}/gpu_run.log\n"
-    )
+    cmd = launcher()
+    cmd += ("nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem,"
+            "pstate --format=csv >$OUT/gpu.txt; cat $OUT/gpu.txt\n")
+    if resume_from:
+        cmd += f"cp {resume_from} $OUT/measure.jsonl\n"
+    cmd += (f"timeout {budget_s + 120} python3 costpass/measure/gpu_run.py --bundle {bundle} "
+            f"--out $OUT/measure.jsonl --budget-s {budget_s}{t} {extra} >$OUT/gpu_run.log 2>&1; "
+            f"echo gpu_run rc=$?; tail -20 $OUT/gpu_run.log\n")
     if ncu_first:
-        cmd += (f"python3 costpass/measure/ncu.py --bundle {bundle} --out {out_dir}/ncu.jsonl "
-                f"--first {ncu_first} --raw-out {out_dir}/ncu_raw.txt{t} 2>&1 | tail -40\n")
+        cmd += (f"timeout {ncu_timeout_s} python3 costpass/measure/ncu.py --bundle {bundle} "
+                f"--out $OUT/ncu.jsonl --first {ncu_first} --raw-out $OUT/ncu_raw.txt{t} >$OUT/ncu.log 2>&1; "
+                f"echo ncu rc=$?; tail -8 $OUT/ncu.log\n")
+    cmd += ("for f in $OUT/*.jsonl $OUT/ncu_raw.txt; do [ -f $f ] && [ $(stat -c%s $f) -gt 8000000 ] "
+            "&& xz -T0 -f $f; done; ls -la $OUT\n")
     return cmd
 
 
@@ -128,7 +135,7 @@ def _nvcc_cubin(code: str, dest_dir: str) -> str:
         cu = out[:-6] + ".cu"
         with open(cu, "w") as f:
             f.write(code)
-        subprocess.run(["nvcc", "-O3", "-cubin", "-arch=sm_90a", "-o", out, cu], check=True)
+        subprocess.run(["nvcc", "-O3", "-cubin", "-arch=sm_90a", "-o", out, cu], check=True, capture_output=True)
         os.remove(cu)
     return h
 
@@ -277,6 +284,8 @@ def main(argv=None) -> int:
     c.add_argument("--budget-s", type=int, default=420)
     c.add_argument("--tag", default="")
     c.add_argument("--ncu-first", type=int, default=0)
+    c.add_argument("--extra", default="", help="more gpu_run.py options")
+    c.add_argument("--resume-from", default="")
     sub.add_parser("runtime")
     sub.add_parser("wheel")
     s = sub.add_parser("smoke-bundle")
@@ -287,7 +296,8 @@ def main(argv=None) -> int:
     if a.cmd == "launcher":
         print(launcher(), end="")
     elif a.cmd == "command":
-        print(measure_command(a.bundle, budget_s=a.budget_s, tag=a.tag, ncu_first=a.ncu_first), end="")
+        print(measure_command(a.bundle, budget_s=a.budget_s, tag=a.tag, ncu_first=a.ncu_first,
+                              extra=a.extra, resume_from=a.resume_from), end="")
         print(f"# carry: {CARRY + [a.bundle]}")
     elif a.cmd == "runtime":
         t = make_runtime()
