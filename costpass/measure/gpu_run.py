@@ -793,32 +793,46 @@ class Supervisor:
             cmd.append("--check-all")
         if a.flush_l2:
             cmd.append("--flush-l2")
-        self.child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.child = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+        fd_out = self.child.stdout.fileno()
         current, group, t_mark = None, None, time.time()
-        buf = ""
-        poisoned = False
+        buf = b""
+        pending: list[str] = []
+        eof = poisoned = False
         try:
             while True:
-                limit = a.setup_timeout_s if current is None else a.cand_timeout_s
-                wait = max(0.1, min(limit - (time.time() - t_mark), deadline + a.cand_timeout_s - time.time()))
-                r, _, _ = select.select([self.child.stdout], [], [], wait)
-                if not r:
-                    if time.time() - t_mark >= limit or time.time() > deadline + a.cand_timeout_s:
-                        self.kill_child()
-                        if current is not None:
-                            self.fail_record(current, "timeout",
-                                             f"no result within {a.cand_timeout_s} s: child killed")
-                            self.todo.remove(current)
-                            print(f"[gpu_run] {current}: timeout, child killed", flush=True)
-                        elif group is not None:
-                            self.setup_crash(group, "workload setup timed out")
-                        else:
-                            print("[gpu_run] child did not start in time; giving up", flush=True)
-                            self.stopped = True
-                        break
+                if not pending and not eof:
+                    limit = a.setup_timeout_s if current is None else a.cand_timeout_s
+                    wait = max(0.1, min(limit - (time.time() - t_mark),
+                                        deadline + a.cand_timeout_s - time.time()))
+                    r, _, _ = select.select([fd_out], [], [], wait)
+                    if not r:
+                        if time.time() - t_mark >= limit or time.time() > deadline + a.cand_timeout_s:
+                            self.kill_child()
+                            if current is not None:
+                                self.fail_record(current, "timeout",
+                                                 f"no result within {a.cand_timeout_s} s: child killed")
+                                self.todo.remove(current)
+                                print(f"[gpu_run] {current}: timeout, child killed", flush=True)
+                            elif group is not None:
+                                self.setup_crash(group, "workload setup timed out")
+                            else:
+                                print("[gpu_run] child did not start in time; giving up", flush=True)
+                                self.stopped = True
+                            break
+                        continue
+                    chunk = os.read(fd_out, 65536)
+                    if chunk:
+                        buf += chunk
+                        *lines, buf = buf.split(b"\n")
+                        pending.extend(ln.decode(errors="replace") for ln in lines)
+                    else:
+                        eof = True
+                        if buf:
+                            pending.append(buf.decode(errors="replace"))
+                            buf = b""
                     continue
-                line = self.child.stdout.readline()
-                if line == "":  # child exited
+                if not pending:  # the child exited and every line it wrote is handled
                     rc = self.child.wait()
                     if current is not None:
                         if not poisoned:
@@ -827,7 +841,7 @@ class Supervisor:
                             print(f"[gpu_run] {current}: child died (rc={rc})", flush=True)
                         if current in self.todo:
                             self.todo.remove(current)
-                    elif rc not in (0,) and group is not None and not poisoned:
+                    elif rc != 0 and group is not None and not poisoned:
                         self.setup_crash(group, f"child died (exit status {rc}) in workload setup")
                     elif rc == 4 and group is not None:
                         self.setup_crash(group, "reference kernel poisoned the CUDA context")
@@ -835,6 +849,7 @@ class Supervisor:
                         print(f"[gpu_run] child failed at start (rc={rc}); giving up", flush=True)
                         self.stopped = True
                     break
+                line = pending.pop(0)
                 if line.startswith("INFO "):
                     try:
                         self.gpu.update(json.loads(line[5:]))
@@ -860,8 +875,6 @@ class Supervisor:
                     print(f"[gpu_run] {words[1]}: CUDA context poisoned; restarting the child", flush=True)
                 elif kind == "BUDGET":
                     self.stopped = True
-                elif kind == "FINISHED":
-                    pass
         finally:
             self.kill_child()
             os.unlink(plan_path)
@@ -903,7 +916,7 @@ def summarize(out_path: str, ids: set[str], wall_s: float, skipped: int) -> str:
         best = min((r.median_ms for r in ok if r.median_ms is not None), default=None)
         lines.append(f"{wl[:28]:<28} {len(rs):>4} {len(ok):>4} {sum(r.status == 'wrong' for r in rs):>5} "
                      f"{err:>4} {sum(r.status == 'timeout' for r in rs):>4} {chk:>4} "
-                     f"{best if best is None else f'{best:.4f}':>10} "
+                     f"{'-' if best is None else f'{best:.4f}':>10} "
                      f"{'-' if not meds else f'{R.median(meds):.4f}':>10} {wall:>8.1f}")
         tot += len(rs)
     lines.append(f"{tot} measured this run, {skipped} skipped (already in the output), "
