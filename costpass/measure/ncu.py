@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Hardware counters of bundle candidates under Nsight Compute, one JSON line per (candidate, kernel).
 
-    python3 ncu.py --bundle DIR|FILE.tar.xz --out NCU.jsonl (--ids a,b,c | --ids-file F | --first N)
+    python3 ncu.py --bundle DIR|FILE.tar.xz --out NCU.jsonl (--ids a,b,c | --ids-file F | --first N
+                   | --from-records measure.jsonl --first N)
                    [--ncu /usr/local/cuda/bin/ncu] [--kernel-regex main_kernel] [--raw-out RAW.txt]
 
 The driver starts ``ncu ... python3 ncu.py --target ...``; the target loads each candidate with
@@ -292,6 +293,19 @@ def select_ids(entries: list[dict], a) -> list[str]:
     elif a.ids_file:
         with open(a.ids_file) as f:
             want = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+    elif a.from_records:
+        # N candidates per workload that ran ok in a gpu_run output, spread over their speed range
+        by_wl: dict[str, list] = {}
+        for r in R.read_records(a.from_records):
+            if r.status == "ok" and r.median_ms is not None:
+                by_wl.setdefault(r.workload, []).append(r)
+        n = a.first or 3
+        want = []
+        for wl, rs in by_wl.items():
+            rs = sorted({r.candidate_id: r for r in rs}.values(), key=lambda r: r.median_ms)
+            k = min(n, len(rs))
+            idx = sorted({round(i * (len(rs) - 1) / max(k - 1, 1)) for i in range(k)})
+            want += [rs[i].candidate_id for i in idx]
     elif a.first:
         want = []
         for _, es in G.group_by_workload(entries):
@@ -334,12 +348,17 @@ def run_ncu(a, bundle: str, ids: list[str], metrics: list[str], ncu: str, workdi
 
 
 def main(argv=None) -> int:
+    import warnings
+
+    warnings.formatwarning = lambda msg, cat, fn, ln, line=None: f"[ncu] warning: {msg}\n"
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", required=True)
     p.add_argument("--out", help="JSONL, one line per (candidate, kernel); appended")
     p.add_argument("--ids", help="comma-separated candidate ids")
     p.add_argument("--ids-file")
-    p.add_argument("--first", type=int, help="the first N candidates of each workload")
+    p.add_argument("--first", type=int, help="the first N candidates of each workload (with "
+                   "--from-records: N ok candidates per workload, fastest to slowest)")
+    p.add_argument("--from-records", help="a gpu_run output: pick candidates that ran ok")
     p.add_argument("--ncu")
     p.add_argument("--kernel-regex", default="main_kernel")
     p.add_argument("--extra-metrics", default="", help="comma list added to the default metrics")
@@ -348,7 +367,10 @@ def main(argv=None) -> int:
     p.add_argument("--cache-control", default="all", choices=["all", "none"])
     p.add_argument("--raw-out", help="keep ncu's whole output here")
     p.add_argument("--tag", default="")
-    p.add_argument("--timeout-s", type=float, default=3000)
+    p.add_argument("--timeout-s", type=float, default=1800, help="limit for one ncu invocation")
+    p.add_argument("--batch", type=int, default=16, help="candidates per ncu invocation (each one "
+                   "costs ~5 s to start; a batch's results are written when it ends)")
+    p.add_argument("--budget-s", type=float, default=None, help="start no batch after S seconds")
     p.add_argument("--no-query", action="store_true", help="skip ncu --query-metrics")
     p.add_argument("--keep-all", action="store_true", help="keep every column of the raw page")
     p.add_argument("--target", action="store_true", help=argparse.SUPPRESS)
@@ -379,67 +401,87 @@ def main(argv=None) -> int:
     print(f"[ncu] {len(ids)} candidates, {len(metrics) + len(optional)} metrics"
           + (f"; ncu does not know {dropped}" if dropped else ""), flush=True)
     by = {e["id"]: e for e in entries}
-    with tempfile.TemporaryDirectory() as wd:
-        rc, text, sidecar, wall, cmd = run_ncu(a, bundle, ids, metrics + optional, ncu, wd)
-        if rc != 0 and optional and re.search(r"metric", text, re.I):
-            # an optional metric may be unknown to this ncu: retry with the required ones only
-            bad = [m for m in optional if m in text or base_name(m) in text] or optional
-            print(f"[ncu] ncu failed (rc={rc}); retrying without {bad}", flush=True)
-            dropped += bad
-            optional = [m for m in optional if m not in bad]
-            rc, text, sidecar, wall, cmd = run_ncu(a, bundle, ids, metrics + optional, ncu, wd)
-    if a.raw_out:
-        with open(a.raw_out, "w") as f:
-            f.write(" ".join(cmd) + "\n\n" + text)
-    kernels = parse_csv_rows(text, None if a.keep_all else set(metrics + optional))
-    mapping, how = map_kernels(text, sidecar, kernels)
+    done = R.recorded_ids(a.out) if os.path.exists(a.out) else set()
+    if done & set(ids):
+        print(f"[ncu] {len(done & set(ids))} candidates already in {a.out}: skipped", flush=True)
+        ids = [c for c in ids if c not in done]
     info = {}
-    try:
-        vals = G._smi(["name", "driver_version"])
-        info = {"gpu": vals[0], "driver": vals[1]} if vals else {}
-    except Exception:  # noqa: BLE001
-        pass
+    vals = G._smi(["name", "driver_version"])
+    if vals:
+        info = {"gpu": vals[0], "driver": vals[1]}
     ver = ncu_version(ncu)
-    side_by = {s["id"]: s for s in sidecar}
-    per_cand: dict[str, int] = {}
+    t0 = time.time()
+    raw = open(a.raw_out, "w") if a.raw_out else None
     w = R.JsonlWriter(a.out)
-    n = 0
-    for k in kernels:
-        cid = mapping.get(k["ncu_id"])
-        e = by.get(cid, {})
-        kidx = per_cand.get(cid, 0)
-        per_cand[cid] = kidx + 1
-        w.append({
-            "candidate_id": cid, "workload": e.get("workload"), "origin": e.get("origin", ""),
-            "kernel": k["kernel"], "kernel_index": kidx, "ncu_id": k["ncu_id"],
-            "block_size": k["block_size"], "grid_size": k["grid_size"],
-            "metrics": k["metrics"], "units": k["units"],
-            "expected_kernels": (side_by.get(cid) or {}).get("kernels"),
-            "mapping": how, "gpu": info.get("gpu", k.get("device", "")), "driver": info.get("driver", ""),
-            "cc": k.get("cc", ""), "date": G.now_iso(), "ncu_version": ver,
-            "clock_control": a.clock_control, "cache_control": a.cache_control,
-            "metrics_dropped": dropped, "tag": a.tag,
-            "costpass_commit": e.get("costpass_commit", ""), "tvm_version": e.get("tvm_version", ""),
-        })
-        n += 1
+    n_rows, n_cands, rc_all, shown = 0, 0, 0, 0
+    failed: list[dict] = []
+    batches = [ids[i:i + a.batch] for i in range(0, len(ids), a.batch)]
+    for bi, batch in enumerate(batches):
+        if a.budget_s and time.time() - t0 > a.budget_s:
+            print(f"[ncu] budget reached: {len(batches) - bi} batches not profiled", flush=True)
+            break
+        with tempfile.TemporaryDirectory() as wd:
+            rc, text, sidecar, wall, cmd = run_ncu(a, bundle, batch, metrics + optional, ncu, wd)
+            if rc != 0 and optional and re.search(r"metric", text, re.I) and not n_rows:
+                # an optional metric may be unknown to this ncu: retry with the required ones only
+                bad = [m for m in optional if m in text or base_name(m) in text] or optional
+                print(f"[ncu] ncu failed (rc={rc}); retrying without {bad}", flush=True)
+                dropped += bad
+                optional = [m for m in optional if m not in bad]
+                rc, text, sidecar, wall, cmd = run_ncu(a, bundle, batch, metrics + optional, ncu, wd)
+        rc_all = rc_all or rc
+        if raw:
+            raw.write(" ".join(cmd) + "\n\n" + text + "\n")
+            raw.flush()
+        kernels = parse_csv_rows(text, None if a.keep_all else set(metrics + optional))
+        mapping, how = map_kernels(text, sidecar, kernels)
+        side_by = {s["id"]: s for s in sidecar}
+        per_cand: dict[str, int] = {}
+        for k in kernels:
+            cid = mapping.get(k["ncu_id"])
+            e = by.get(cid, {})
+            kidx = per_cand.get(cid, 0)
+            per_cand[cid] = kidx + 1
+            w.append({
+                "candidate_id": cid, "workload": e.get("workload"), "origin": e.get("origin", ""),
+                "kernel": k["kernel"], "kernel_index": kidx, "ncu_id": k["ncu_id"],
+                "block_size": k["block_size"], "grid_size": k["grid_size"],
+                "metrics": k["metrics"], "units": k["units"],
+                "expected_kernels": (side_by.get(cid) or {}).get("kernels"),
+                "mapping": how, "gpu": info.get("gpu", k.get("device", "")), "driver": info.get("driver", ""),
+                "cc": k.get("cc", ""), "date": G.now_iso(), "ncu_version": ver,
+                "clock_control": a.clock_control, "cache_control": a.cache_control,
+                "metrics_dropped": dropped, "tag": a.tag,
+                "costpass_commit": e.get("costpass_commit", ""), "tvm_version": e.get("tvm_version", ""),
+            })
+            n_rows += 1
+            if shown < 20:
+                shown += 1
+                m = k["metrics"]
+                print(f"  {str(cid)[:24]:<24} {k['kernel'][:16]:<16} "
+                      f"t={m.get('gpu__time_duration.sum')} ns inst={m.get('smsp__inst_executed.sum')} "
+                      f"hmma={m.get('smsp__inst_executed_pipe_tensor_op_hmma.sum')} "
+                      f"dram_r={m.get('dram__bytes_read.sum')} regs={m.get('launch__registers_per_thread')}")
+        n_cands += len(per_cand)
+        failed += [s for s in sidecar if s.get("status") != "ok"]
+        missing = [c for c in batch if c not in side_by]
+        print(f"[ncu] batch {bi + 1}/{len(batches)}: rc={rc}, {sum(per_cand.values())} kernel rows for "
+              f"{len(per_cand)} of {len(batch)} candidates, mapping={how}, {wall:.1f} s"
+              + (f"; not reached: {len(missing)} (a candidate before them poisoned the context?)"
+                 if missing else ""), flush=True)
+        if not kernels:
+            print(text[-3000:], flush=True)
     w.close()
-    failed = [s for s in sidecar if s.get("status") != "ok"]
-    print(f"[ncu] rc={rc}, {n} kernel rows for {len(per_cand)} candidates, mapping={how}, "
-          f"{wall:.1f} s ({wall / max(len(ids), 1):.2f} s per candidate)", flush=True)
+    if raw:
+        raw.close()
+    wall = time.time() - t0
+    print(f"[ncu] {n_rows} kernel rows for {n_cands} candidates in {wall:.1f} s "
+          f"({wall / max(len(ids), 1):.2f} s per candidate)", flush=True)
     for s in failed:
         print(f"[ncu]   {s['id']}: {s.get('error', '')[:200]}", flush=True)
-    if n == 0:
-        print(text[-3000:], flush=True)
+    if n_rows == 0 and ids:
         return 1
-    # short table
-    for k in kernels[:20]:
-        m = k["metrics"]
-        print(f"  {str(mapping.get(k['ncu_id']))[:24]:<24} {k['kernel'][:16]:<16} "
-              f"t={m.get('gpu__time_duration.sum')} ns inst={m.get('smsp__inst_executed.sum')} "
-              f"hmma={m.get('smsp__inst_executed_pipe_tensor_op_hmma.sum')} "
-              f"dram_r={m.get('dram__bytes_read.sum')} regs={m.get('launch__registers_per_thread')}")
-    return 0 if rc == 0 else 2
-
+    return 0 if rc_all == 0 else 2
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ carry/runtime; ``build_smoke_bundle()`` writes a tiny bundle (vector add, fp16 m
 one crashing candidate) in the bundle format, for testing the measurement path end to end.
 
     python3 -m costpass.measure.remote launcher
-    python3 -m costpass.measure.remote command --bundle carry/bundle_v1.tar.xz --budget-s 420
+    python3 -m costpass.measure.remote command --bundle carry/bundle_v1.tar.xz --budget-s 400 --ncu-first 1
     python3 -m costpass.measure.remote runtime
     python3 -m costpass.measure.remote smoke-bundle carry/bundle_smoke
 """
@@ -49,24 +49,27 @@ def launcher() -> str:
     return LAUNCHER
 
 
-def measure_command(bundle: str, budget_s: int = 420, tag: str = "", ncu_first: int = 0,
-                    extra: str = "", resume_from: str = "", ncu_timeout_s: int = 120) -> str:
-    """One ``run`` command: setup, gpu_run.py over the bundle (``budget_s`` of measuring), then
-    optionally ncu.py on the first N candidates of each workload. Everything lands in $OUT; record
+def measure_command(bundle: str, budget_s: int = 400, tag: str = "", ncu_first: int = 0,
+                    extra: str = "", resume_from: str = "", ncu_budget_s: int = 90) -> str:
+    """One ``run`` command: setup, gpu_run.py over the bundle (no candidate starts after
+    ``budget_s``), then optionally ncu.py on ``ncu_first`` candidates per workload that ran ok, spread
+    from fastest to slowest (no batch starts after ``ncu_budget_s``). Everything lands in $OUT; record
     files over 8 MB are xz-compressed there (a file over 16 MiB would not come back).
-    ``resume_from``: a carried earlier measure.jsonl to go on from (recorded ids are skipped)."""
+    ``resume_from``: a carried earlier measure.jsonl to go on from (recorded ids are skipped).
+    A ``run`` command may take 600 s: keep budget_s (+ ncu_budget_s + 60) + 60 under that."""
     t = f" --tag {tag}" if tag else ""
     cmd = launcher()
     cmd += ("nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem,"
             "pstate --format=csv >$OUT/gpu.txt; cat $OUT/gpu.txt\n")
     if resume_from:
         cmd += f"cp {resume_from} $OUT/measure.jsonl\n"
-    cmd += (f"timeout {budget_s + 120} python3 costpass/measure/gpu_run.py --bundle {bundle} "
+    cmd += (f"timeout {budget_s + 60} python3 costpass/measure/gpu_run.py --bundle {bundle} "
             f"--out $OUT/measure.jsonl --budget-s {budget_s}{t} {extra} >$OUT/gpu_run.log 2>&1; "
             f"echo gpu_run rc=$?; tail -20 $OUT/gpu_run.log\n")
     if ncu_first:
-        cmd += (f"timeout {ncu_timeout_s} python3 costpass/measure/ncu.py --bundle {bundle} "
-                f"--out $OUT/ncu.jsonl --first {ncu_first} --raw-out $OUT/ncu_raw.txt{t} >$OUT/ncu.log 2>&1; "
+        cmd += (f"timeout {ncu_budget_s + 60} python3 costpass/measure/ncu.py --bundle {bundle} "
+                f"--out $OUT/ncu.jsonl --from-records $OUT/measure.jsonl --first {ncu_first} "
+                f"--budget-s {ncu_budget_s} --raw-out $OUT/ncu_raw.txt{t} >$OUT/ncu.log 2>&1; "
                 f"echo ncu rc=$?; tail -8 $OUT/ncu.log\n")
     cmd += ("for f in $OUT/*.jsonl $OUT/ncu_raw.txt; do [ -f $f ] && [ $(stat -c%s $f) -gt 8000000 ] "
             "&& xz -T0 -f $f; done; ls -la $OUT\n")
@@ -281,7 +284,8 @@ def main(argv=None) -> int:
     sub.add_parser("launcher")
     c = sub.add_parser("command")
     c.add_argument("--bundle", required=True)
-    c.add_argument("--budget-s", type=int, default=420)
+    c.add_argument("--budget-s", type=int, default=400)
+    c.add_argument("--ncu-budget-s", type=int, default=90)
     c.add_argument("--tag", default="")
     c.add_argument("--ncu-first", type=int, default=0)
     c.add_argument("--extra", default="", help="more gpu_run.py options")
@@ -297,7 +301,7 @@ def main(argv=None) -> int:
         print(launcher(), end="")
     elif a.cmd == "command":
         print(measure_command(a.bundle, budget_s=a.budget_s, tag=a.tag, ncu_first=a.ncu_first,
-                              extra=a.extra, resume_from=a.resume_from), end="")
+                              extra=a.extra, resume_from=a.resume_from, ncu_budget_s=a.ncu_budget_s), end="")
         print(f"# carry: {CARRY + [a.bundle]}")
     elif a.cmd == "runtime":
         t = make_runtime()
