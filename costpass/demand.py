@@ -90,7 +90,6 @@ def lower_to_device(mod, target=None):
     import tvm
     import tvm.s_tir.tensor_intrin  # noqa: F401  (registers the wmma/mma intrinsics)
     from tvm import tirx
-    from tvm.tirx.build import split_host_device_mods
 
     if isinstance(mod, tirx.PrimFunc):
         mod = tvm.IRModule({"main": mod})
@@ -98,14 +97,14 @@ def lower_to_device(mod, target=None):
     try:
         with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_storage_rewrite": True}):
             mod = tirx.transform.BindTarget(target)(mod)
-            pipeline, _, finalize_device = tvm.s_tir.pipeline.default_s_tir_pipeline()
-            lowered = pipeline(mod)
-            host, device_mods = split_host_device_mods(lowered)
+            lowered = tvm.transform.Sequential(analysis_passes())(mod)
+            device = {gv: f for gv, f in lowered.functions_items()
+                      if f.attrs is not None and "tirx.is_global_func" in f.attrs}
+            host = tvm.IRModule({gv: f for gv, f in lowered.functions_items() if gv not in device})
             kernels = []
-            for dev_mod in device_mods.values():
-                dev_mod = tirx.transform.LowerWarpMemory()(dev_mod)
-                for gv, func in dev_mod.functions_items():
-                    kernels.append((gv.name_hint, func))
+            if device:
+                dev_mod = tirx.transform.LowerWarpMemory()(tvm.IRModule(device))
+                kernels = [(gv.name_hint, func) for gv, func in dev_mod.functions_items()]
     except Exception as err:  # TVM raises its own error types; keep the first line readable
         msg = str(err).strip().splitlines()
         raise DemandError(f"lowering failed: {msg[-1] if msg else type(err).__name__}") from err
@@ -114,6 +113,35 @@ def lower_to_device(mod, target=None):
     order = _launch_order(host)
     kernels.sort(key=lambda kv: order.get(kv[0], len(order)))
     return kernels
+
+
+# Passes of TVM 0.27's default S-TIR pipeline (tvm/s_tir/pipeline.py) that only clean up or expand
+# code after the structure is fixed. The demand pass skips them: UnrollLoop's decisions are emulated
+# by the walker (``pragma_auto_unroll_max_step``), and the cleanups (simplify, CSE, no-op removal) do
+# not change what the GPU executes once nvcc has optimised the code, but they cost 10-100x the rest of
+# the lowering on explicitly unrolled candidates.
+SKIPPED_PASSES = ("UnrollLoop", "RenormalizeSplitPattern", "RemoveNoOp", "CommonSubexprElim",
+                  "VerifyMemory", "HoistIfThenElse", "InstrumentBoundCheckers", "InstrumentProfileIntrinsics",
+                  "RewriteUnsafeSelect")
+
+
+def analysis_passes():
+    """TVM's default S-TIR lowering up to SplitHostDevice, without SKIPPED_PASSES."""
+    from tvm import s_tir, tirx
+    S, X = s_tir.transform, tirx.transform
+    passes = [
+        S.CanonicalizeLoop(), S.LowerCrossThreadReduction(), S.LowerInitBlock(),
+        S.PlanAndUpdateBufferAllocationLocation(), S.ConvertBlocksToOpaque(), S.LiftThreadBinding(),
+        S.ManifestSharedMemoryLocalStage(), S.CompactBufferAllocation(), S.LowerAutoCopy(),
+        S.UnifyThreadBinding(), S.LowerMatchBuffer(), S.StmtSimplify(), S.InjectPermutedLayout(),
+        S.AnnotateIrregularLoop(), S.InjectSoftwarePipeline(), S.TransformMmaBufferLayout(),
+        S.LowerOpaqueBlock(), X.FlattenBuffer(), X.BF16ComputeLegalize(), X.NarrowDataType(32),
+        S.LoopPartition(), X.VectorizeLoop(True), S.InjectVirtualThread(), S.InjectDoubleBuffer(),
+        X.FP8ComputeLegalize(), X.AnnotateEntryFunc(),
+        S.ThreadSync("shared"), S.ThreadSync("shared.dyn"), S.ThreadSync("warp"), S.InferFragment(),
+        S.LowerThreadAllreduce(), S.MergeSharedMemoryAllocations(), X.SplitHostDevice(),
+    ]
+    return passes
 
 
 def _launch_order(host_mod) -> dict:
@@ -257,6 +285,7 @@ class _BufInfo:
 class _Ctx:
     loops: list = field(default_factory=list)          # enclosing serial loops
     preds: tuple = ()                                   # enclosing conditions (exprs, negated flag)
+    max_step: int = 0                                   # pragma_auto_unroll_max_step in force
 
 
 class _KernelWalker:
@@ -867,6 +896,8 @@ class _KernelWalker:
             for x in s.seq:
                 self._stmt(x, ctx)
         elif t is T.AttrStmt:
+            if s.attr_key == "pragma_auto_unroll_max_step" and isinstance(s.value, T.IntImm):
+                ctx = _Ctx(ctx.loops, ctx.preds, int(s.value.value))
             self._stmt(s.body, ctx)
         elif t is T.DeclBuffer or t is T.AllocBuffer:
             self._declare(s.buffer)
@@ -881,11 +912,13 @@ class _KernelWalker:
                 raise DemandError(f"kernel {self.name}: symbolic loop extent {s.loop_var} < {s.extent} cannot be counted")
             ext = int(s.extent.value)
             kind = int(s.kind)
-            unrolled = kind in (int(T.ForKind.UNROLLED), int(T.ForKind.VECTORIZED)) or (
-                kind == int(T.ForKind.SERIAL) and ext * _inner_trip(T, s.body) <= NVCC_AUTO_UNROLL)
+            unrolled = kind in (int(T.ForKind.UNROLLED), int(T.ForKind.VECTORIZED))
+            if not unrolled and kind == int(T.ForKind.SERIAL):
+                unrolled = (ctx.max_step > 0 and _tvm_unrolls(T, s, ctx.max_step)) or \
+                    ext * _inner_trip(T, s.body) <= NVCC_AUTO_UNROLL
             if not isinstance(s.min, T.IntImm) or int(s.min.value) != 0:
                 self.lets_min = True
-            inner = _Ctx(ctx.loops + [_Loop(s.loop_var, ext, unrolled)], ctx.preds)
+            inner = _Ctx(ctx.loops + [_Loop(s.loop_var, ext, unrolled)], ctx.preds, ctx.max_step)
             if not unrolled:
                 w = self._weight(inner)
                 warps, _ = self._warps_total()
@@ -899,9 +932,9 @@ class _KernelWalker:
             frac, _ = self._active(ctx)
             self.inst["branch"] += w * warps * frac
             self._value(s.condition, ctx)
-            self._stmt(s.then_case, _Ctx(ctx.loops, ctx.preds + ((s.condition, False),)))
+            self._stmt(s.then_case, _Ctx(ctx.loops, ctx.preds + ((s.condition, False),), ctx.max_step))
             if s.else_case is not None:
-                self._stmt(s.else_case, _Ctx(ctx.loops, ctx.preds + ((s.condition, True),)))
+                self._stmt(s.else_case, _Ctx(ctx.loops, ctx.preds + ((s.condition, True),), ctx.max_step))
         elif t is T.BufferStore:
             self._store(s, ctx)
         elif t is T.Evaluate:
@@ -1100,6 +1133,46 @@ class _KernelWalker:
                             memory={k: float(v) for k, v in self.mem.items()},
                             flops=float(self.flops), serial_iterations=float(self.max_serial),
                             global_buffers=buffers, notes=list(dict.fromkeys(self.notes)))
+
+
+def _unroll_steps(T, stmt, max_step):
+    """(step count, has a loop that stays a loop) of ``stmt`` under TVM's UnrollLoop rule
+    (tirx/transform/unroll_loop.cc): each store/evaluate is a step; a serial loop is unrolled when
+    no loop inside it stays a loop and extent x steps <= max_step."""
+    t = type(stmt)
+    if t is T.BufferStore or t is T.Evaluate:
+        return 1, False
+    if t is T.SeqStmt:
+        steps, normal = 0, False
+        for x in stmt.seq:
+            s, n = _unroll_steps(T, x, max_step)
+            steps += s
+            normal = normal or n
+        return steps, normal
+    if t is T.For:
+        s, n = _unroll_steps(T, stmt.body, max_step)
+        if not isinstance(stmt.extent, T.IntImm):
+            return s, True
+        ext = int(stmt.extent.value)
+        kind = int(stmt.kind)
+        if kind == int(T.ForKind.UNROLLED) or (kind == int(T.ForKind.SERIAL) and not n and ext * s <= max_step):
+            return ext * s, n
+        return s, True
+    if t is T.IfThenElse:
+        s, n = _unroll_steps(T, stmt.then_case, max_step)
+        if stmt.else_case is not None:
+            s2, n2 = _unroll_steps(T, stmt.else_case, max_step)
+            s, n = s + s2, n or n2
+        return s, n
+    if t is T.While:
+        return 1, True
+    body = getattr(stmt, "body", None)
+    return _unroll_steps(T, body, max_step) if body is not None else (0, False)
+
+
+def _tvm_unrolls(T, loop, max_step) -> bool:
+    s, n = _unroll_steps(T, loop.body, max_step)
+    return (not n) and int(loop.extent.value) * s <= max_step
 
 
 def _inner_trip(T, stmt) -> int:
