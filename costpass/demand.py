@@ -44,6 +44,11 @@ SPECIAL_FUNCTION_COST = {
     "isnan": (0, 0, 1), "isinf": (0, 0, 1), "isfinite": (0, 0, 1), "div": (1, 8, 1),
 }
 
+# A global access forms its 64-bit address with one IMAD.WIDE (FMA-heavy pipe) from a 32-bit index.
+ADDRESS_IMAD_PER_GLOBAL_ACCESS = 1.0
+# nvcc unrolls other loops with a constant trip count by 4 by default: loop overhead and strength-
+# reduced address increments are paid once per 4 iterations.
+NVCC_PARTIAL_UNROLL = 4
 # nvcc fully unrolls an innermost loop with a small constant trip count (its default heuristics);
 # such loops are treated like explicitly unrolled ones (indices fold, local arrays stay in registers).
 NVCC_AUTO_UNROLL = 16
@@ -316,6 +321,7 @@ class _KernelWalker:
         self.evaluator = None
         self._pred_cache = {}
         self._uses_cache = {}
+        self._seen_int = set()
         self._loop_samples = {}
 
     # ---- setup -------------------------------------------------------------------------------
@@ -564,7 +570,7 @@ class _KernelWalker:
                         self._count_expr(child, ctx, w_float, w_int_by_level, ctx_index)
                 return
             # integer arithmetic in a value (not an address): charge at its loop level
-            self._count_index(e, ctx, w_int_by_level, ctx_index)
+            self._count_ops(e, ctx, w_int_by_level, ctx_index)
             return
         if name == "Cast":
             src = _scalar(_dt(e.value))
@@ -652,7 +658,33 @@ class _KernelWalker:
         self.flops += lanes * w * (2 if fused else 1)
 
     def _count_index(self, e, ctx, w_int_by_level, ctx_index):
-        """Integer arithmetic of an index/value expression, each op charged at its loop level.
+        """Integer arithmetic of an address. Inside a non-unrolled loop, nvcc strength-reduces an
+        address that varies with the loop into a pointer increment (one IADD per NVCC_PARTIAL_UNROLL
+        iterations, the rest folds into immediate offsets of the unrolled copies); its loop-invariant
+        parts are hoisted and computed at their own loop level, once (common subexpressions)."""
+        T = self.T
+        lvl = self._level(e, ctx_index)
+        if lvl == 0:
+            self._count_ops(e, ctx, w_int_by_level, ctx_index)
+            return
+        self.inst["int_alu"] += w_int_by_level[lvl] / NVCC_PARTIAL_UNROLL
+        stack = [e]
+        while stack:
+            x = stack.pop()
+            t = type(x)
+            if t is T.IntImm or t is T.Var or t is T.FloatImm:
+                continue
+            if t.__name__ in ("BufferLoad", "TensorLoad"):
+                self._count_expr(x, ctx, self._w_float_cur, w_int_by_level, ctx_index)
+                continue
+            if self._level(x, ctx_index) < lvl:
+                self._count_ops(x, ctx, w_int_by_level, ctx_index)
+                continue
+            stack.extend(_children(x))
+
+    def _count_ops(self, e, ctx, w_int_by_level, ctx_index):
+        """Integer arithmetic of an expression, each op charged at its loop level, each distinct
+        subexpression once per iteration of its level (CSE + loop-invariant code motion).
         Adding a constant is free (immediate offset); a*b+c is one IMAD."""
         T = self.T
         stack = [(e, False)]
@@ -662,6 +694,12 @@ class _KernelWalker:
             if t is T.IntImm or t is T.Var or t is T.FloatImm:
                 continue
             name = t.__name__
+            if name not in ("BufferLoad", "TensorLoad"):
+                lv = self._level(x, ctx_index)
+                key = (tvm_structural_hash(x), lv, self._level_loop(ctx, lv))
+                if key in self._seen_int:
+                    continue
+                self._seen_int.add(key)
             if name in ("BufferLoad", "TensorLoad"):
                 self._count_expr(x, ctx, self._w_float_cur, w_int_by_level, ctx_index)
                 continue
@@ -724,6 +762,18 @@ class _KernelWalker:
                 stack.append((a, False))
                 stack.append((b, False))
 
+    def _level_loop(self, ctx, lv):
+        """Identity of the lv-th non-unrolled enclosing loop (None for level 0)."""
+        if lv == 0:
+            return None
+        k = 0
+        for lp in ctx.loops:
+            if not lp.unrolled:
+                k += 1
+                if k == lv:
+                    return id(lp)
+        return None
+
     def _call(self, e, ctx, w, w_int_by_level, ctx_index, lanes):
         op = e.op.name
         short = op.split(".")[-1]
@@ -732,7 +782,7 @@ class _KernelWalker:
             return
         if short in ("shift_right", "shift_left", "bitwise_and", "bitwise_or", "bitwise_xor",
                      "bitwise_not"):
-            self._count_index(e, ctx, w_int_by_level, ctx_index)
+            self._count_ops(e, ctx, w_int_by_level, ctx_index)
             return
         if short == "if_then_else":
             self.inst["select"] += lanes * w
@@ -779,6 +829,9 @@ class _KernelWalker:
             n_inst = max(1, -(-width // 16))
             key = "st_global" if is_store else "ld_global"
             self.inst[key] += n_inst * W
+            # the 64-bit base address is formed once per warp (loops add increments, unrolled copies
+            # fold into immediate offsets)
+            self.inst["imad"] += self._warps_total()[0] * warp_frac * ADDRESS_IMAD_PER_GLOBAL_ACCESS
             sectors = self._sectors(indices, bits, lanes, ctx)
             tot_sectors = sectors * W
             self.mem["global_store_sectors" if is_store else "global_load_sectors"] += tot_sectors
@@ -923,8 +976,9 @@ class _KernelWalker:
                 w = self._weight(inner)
                 warps, _ = self._warps_total()
                 frac, _ = self._active(ctx)
-                self.inst["int_alu"] += 2 * w * warps * frac   # induction increment + compare
-                self.inst["branch"] += w * warps * frac
+                # induction increment + compare + branch, once per NVCC_PARTIAL_UNROLL iterations
+                self.inst["int_alu"] += 2 * w * warps * frac / NVCC_PARTIAL_UNROLL
+                self.inst["branch"] += w * warps * frac / NVCC_PARTIAL_UNROLL
             self._stmt(s.body, inner)
         elif t is T.IfThenElse:
             w = self._weight(ctx)
@@ -1112,14 +1166,15 @@ class _KernelWalker:
         if spill > 0:
             self.notes.append(f"register estimate exceeds the cap of {cap}: ~{int(spill)} registers spill")
             local_bytes_per_thread += int(spill * 4)
-        dram = 0.0
-        l2 = 0.0
+        rd = wr = l2 = 0.0
         for name, (ld, st, size) in self.global_traffic.items():
             load_b, store_b = ld * 32, st * 32
             l2 += load_b + store_b
-            dram += min(load_b, size) if size else load_b
-            dram += min(store_b, size) if size else store_b
-        self.mem["dram_bytes"] = dram
+            rd += min(load_b, size) if size else load_b
+            wr += min(store_b, size) if size else store_b
+        self.mem["dram_read_bytes"] = rd
+        self.mem["dram_write_bytes"] = wr
+        self.mem["dram_bytes"] = rd + wr
         self.mem["l2_bytes"] = l2
         launch = LaunchShape(grid=grid, block=block, static_smem_bytes=int(self.static_smem),
                              dynamic_smem_bytes=int(self.dyn_smem), registers_per_thread=regs,
@@ -1234,6 +1289,30 @@ def _wavefronts_of(words, mask) -> float:
     per_bank = np.bincount(banks[new], minlength=32 * n).reshape(n, 32).max(axis=1)
     distinct = new.sum(axis=1)
     return float(np.maximum(per_bank, np.ceil(distinct * 4 / 128)).mean())
+
+
+def tvm_structural_hash(e) -> int:
+    import tvm_ffi
+    return tvm_ffi.structural_hash(e)
+
+
+def _children(x) -> list:
+    name = type(x).__name__
+    if hasattr(x, "a") and hasattr(x, "b"):
+        return [x.a, x.b]
+    if name == "Call":
+        return list(x.args)
+    if name == "Ramp":
+        return [x.base, x.stride]
+    if name in ("Broadcast", "Cast"):
+        return [x.value]
+    if name == "Select":
+        return [x.condition, x.true_value, x.false_value]
+    if name == "Not":
+        return [x.a]
+    if name in ("BufferLoad", "TensorLoad"):
+        return list(x.indices)
+    return []
 
 
 def _dt(e) -> str:

@@ -41,6 +41,8 @@ MEMORY_KEYS = (
     "shared_ideal_wavefronts", # wavefronts the same accesses would need with no bank conflict
     "local_bytes",             # local-memory (spill / private array) traffic
     "dram_bytes",              # estimate of unique DRAM bytes (read + write)
+    "dram_read_bytes",         # its read part (unique bytes of buffers the kernel loads)
+    "dram_write_bytes",        # its write part
     "l2_bytes",                # estimate of L1-missing traffic into L2 (sectors x 32)
 )
 
