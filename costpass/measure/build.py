@@ -51,12 +51,19 @@ def ms_build(mod, target, _params=None):
     return build_module(mod, target)
 
 
+def _worker_init():
+    """Popen-worker initializer: the tensor-intrinsic import takes 15-30 s of CPU, more than the per-build
+    timeout, so do it before the first (timed) build."""
+    import tvm.s_tir.tensor_intrin  # noqa: F401
+
+
 def ms_builder(max_workers: int = 1, timeout_sec: float = 60.0):
     """A MetaSchedule ``LocalBuilder`` that builds with :func:`ms_build` (usable in ``ms.tune_tir``).
 
-    The builder runs ``f_build`` in a popen worker; that worker unpickles the function by reference, so
-    ``costpass`` must be importable there (it is installed editable).
+    The builder runs ``f_build`` in popen workers (restarted at every ``build`` call); they unpickle the
+    function by reference, so ``costpass`` must be importable there (it is installed editable).
     """
     from tvm.s_tir import meta_schedule as ms
 
-    return ms.builder.LocalBuilder(f_build=ms_build, max_workers=max_workers, timeout_sec=timeout_sec)
+    return ms.builder.LocalBuilder(f_build=ms_build, max_workers=max_workers, timeout_sec=timeout_sec,
+                                   initializer=_worker_init)

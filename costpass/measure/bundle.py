@@ -583,6 +583,7 @@ def main(argv=None):
     c = sub.add_parser("compile")
     c.add_argument("--out", required=True)
     c.add_argument("--jobs", type=int, default=1)
+    c.add_argument("--nice", type=int, default=10, help="niceness added to each nvcc process")
     c.add_argument("--watch", action="store_true", help="keep compiling until <out>/GENERATE_DONE exists")
     a = sub.add_parser("archive")
     a.add_argument("--out", required=True)
@@ -605,7 +606,7 @@ def main(argv=None):
         (out / "cubins" / "NVCC.txt").write_text(f"{nvcc_info()}\nflags: {' '.join(NVCC_FLAGS)}\n")
         while True:
             done_before = (out / "GENERATE_DONE").exists()
-            r = compile_cubins(out, jobs=args.jobs, log=log)
+            r = compile_cubins(out, jobs=args.jobs, log=log, nice=args.nice)
             if r["todo"]:
                 log(f"nvcc: {r}")
             if not args.watch or (done_before and r["todo"] == 0):

@@ -1,0 +1,102 @@
+"""Candidates (random sampling, trace round trip) and bundles (build, export, callback hashes). No GPU.
+
+The first MetaSchedule TuneContext imports tvm.s_tir.tensor_intrin (~15-20 s of CPU, once per session).
+"""
+import hashlib
+import json
+
+import pytest
+
+from costpass.measure import build as B
+from costpass.measure import bundle as BU
+from costpass.measure import candidates as C
+
+TARGET = B.cuda_target()
+WL = "gemm_fp32_1024"     # small SIMT GEMM: a rich design space, ~1 s to sample 4
+WL_SMALL = "softmax_attn_fp32"
+
+
+@pytest.fixture(scope="module")
+def gemm_cands():
+    return C.random_candidates(WL, TARGET, 4, seed=3)
+
+
+def test_random_candidates_distinct_and_valid(gemm_cands):
+    cs = gemm_cands
+    assert len(cs) == 4
+    assert len({c.id for c in cs}) == 4
+    assert len({C.canonical_json(c.trace_json) for c in cs}) == 4
+    assert all(c.origin == "random" and c.workload == WL and c.space_index >= 0 for c in cs)
+    mods = [C.apply_trace(WL, c.trace_json).mod for c in cs]
+    import tvm_ffi
+    assert len({tvm_ffi.structural_hash(m) for m in mods}) == 4
+    # ids are stable hashes of workload + trace
+    assert all(c.id == C.candidate_id(WL, c.trace_json) for c in cs)
+    # the same seed gives the same candidates
+    again = C.random_candidates(WL, TARGET, 2, seed=3)
+    assert [c.id for c in again] == [c.id for c in cs[:2]]
+
+
+def test_apply_trace_round_trips(gemm_cands):
+    from tvm import s_tir
+    from schedules import workloads as W
+
+    wl = W.get(WL)
+    ctx = C.tune_context(wl.mod(), TARGET, 1)
+    spaces = C.design_spaces(ctx)
+    for c in gemm_cands[:2]:
+        sch = C._sample(wl.mod(), spaces[c.space_index], list(ctx.space_generator.postprocs), c.seed)
+        assert sch is not None
+        assert C.trace_to_json(sch.trace) == c.trace_json
+        # through JSON text and back
+        back = C.apply_trace(WL, json.loads(json.dumps(c.trace_json)))
+        assert back.mod.script() == sch.mod.script()
+    # a different trace gives a different module (the comparison can fail)
+    a = C.apply_trace(WL, gemm_cands[0].trace_json).mod.script()
+    b = C.apply_trace(WL, gemm_cands[1].trace_json).mod.script()
+    assert a != b
+
+
+def test_build_gives_cuda_source(gemm_cands):
+    lib = B.build_module(C.apply_trace(WL, gemm_cands[0].trace_json), TARGET)
+    src = lib.imports[0].inspect_source()
+    assert "__global__" in src and "blockIdx" in src
+    assert B.ms_build(C.apply_trace(WL, gemm_cands[0].trace_json).mod, TARGET, None) is not None
+
+
+def test_manual_elementwise_candidates_build():
+    assert C.is_spatial_only("residual_add_fp16") and not C.is_spatial_only(WL_SMALL)
+    cs = C.manual_elementwise_candidates("residual_add_fp16", n=3)
+    assert len({c.id for c in cs}) == 3 and all(c.origin == "manual" for c in cs)
+    src = B.build_module(C.apply_trace("residual_add_fp16", cs[-1].trace_json), TARGET).imports[0].inspect_source()
+    assert "threadIdx.x" in src
+
+
+def test_pack_tiny_bundle(tmp_path):
+    cs = C.random_candidates(WL_SMALL, TARGET, 2, seed=1)
+    assert len(cs) == 2
+    counts = BU.pack(cs, tmp_path, TARGET)
+    assert counts["built"] + counts["duplicates"] == 2 and counts["failed"] == 0 and counts["refs"] == 1
+    rows = BU.read_manifest(tmp_path)
+    assert len(rows) == counts["built"] >= 1
+    for r in rows:
+        so = tmp_path / r["lib"]
+        assert so.exists()
+        # the hash is of the exact string the runtime hands to tvm_callback_cuda_compile
+        srcs = BU.library_cuda_sources(so)
+        assert [hashlib.sha256(s.encode()).hexdigest() for s in srcs] == r["cuda_sha256"]
+        # ... which is what the builder's CUDA module reports, rebuilt from the saved trace
+        lib = B.build_module(C.apply_trace(r["workload"], r["trace_json"]), TARGET)
+        assert [hashlib.sha256(lib.imports[0].inspect_source().encode()).hexdigest()] == r["cuda_sha256"]
+        for h in r["cuda_sha256"]:
+            assert hashlib.sha256((tmp_path / "sources" / f"{h}.cu").read_bytes()).hexdigest() == h
+        assert r["flops"] > 0 and r["arg_specs"] and r["tvm_version"] and r["costpass_commit"]
+    refs = BU.read_manifest(tmp_path, "refs.jsonl")
+    assert [r["id"] for r in refs] == [f"ref_{WL_SMALL}"] and (tmp_path / refs[0]["lib"]).exists()
+    # a rerun skips what is done
+    assert BU.pack(cs, tmp_path, TARGET)["skipped"] == 2
+    # the library parser does not just return any string
+    (tmp_path / "x.so").write_bytes(b"\x7fELF" + b"\x02\x01" + b"\0" * 100)
+    assert BU.library_cuda_sources(tmp_path / "x.so") == []
+    with pytest.raises(ValueError):
+        BU.library_cuda_sources(tmp_path / "sources" / f"{rows[0]['cuda_sha256'][0]}.cu")
