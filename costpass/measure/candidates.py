@@ -25,6 +25,7 @@ import tvm
 import tvm_ffi
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
+import tvm.s_tir.tensor_intrin  # noqa: F401  (registers wmma/mma intrinsics that traces refer to)
 from tvm.s_tir.meta_schedule.utils import _json_de_tvm
 
 from schedules import workloads as W
