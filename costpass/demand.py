@@ -575,10 +575,15 @@ class _KernelWalker:
         if name == "Cast":
             src = _scalar(_dt(e.value))
             if src != scalar and not (src.startswith("int") and scalar.startswith("int")):
-                n = lanes
-                if {src, scalar} <= {"float16", "float32"} or {src, scalar} <= {"bfloat16", "float32"}:
-                    n = -(-lanes // 2) if lanes > 1 else 1   # F2F.F16x2 packs pairs
-                self.inst["conversion"] += n * w_float
+                if src == "bfloat16" and scalar == "float32":
+                    # a bf16 is the top half of an fp32: PRMT/SHL on the integer ALU
+                    self.inst["int_alu"] += lanes * w_float
+                elif {src, scalar} == {"float16", "float32"} or {src, scalar} == {"bfloat16", "float32"}:
+                    # HADD2.F32 / F2FP.PACK run on the FMA pipe on sm_90, two lanes per instruction
+                    # when vectorised (Nsight Compute: no XU instruction for these)
+                    self.inst["fp32_add"] += (-(-lanes // 2) if lanes > 1 else 1) * w_float
+                else:   # int<->float and 64-bit conversions: the XU pipe
+                    self.inst["conversion"] += lanes * w_float
             self._count_expr(e.value, ctx, w_float, w_int_by_level, ctx_index)
             return
         if name == "Select":
@@ -797,7 +802,7 @@ class _KernelWalker:
             self.inst[key] += fma * lanes * w
             self.inst["int_alu"] += alu * lanes * w
             if scalar in ("float16", "bfloat16"):
-                self.inst["conversion"] += 2 * lanes * w   # computed in fp32 and converted back
+                self.inst["fp32_add"] += 2 * lanes * w     # computed in fp32 and converted back
             self.flops += lanes * w
             for a in e.args:
                 self._count_expr(a, ctx, w, w_int_by_level, ctx_index)
