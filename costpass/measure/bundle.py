@@ -410,7 +410,8 @@ def compile_cubins(out_dir, jobs: int = 2, nvcc: str = "nvcc", nice: int = 10, l
                 counts["failed"] += 1
                 _append(out / "cubins" / "failed.jsonl", {"id": sha, "error": err})
                 if log:
-                    log(f"NVCC FAIL {sha}: {err.splitlines()[0] if err else ''}")
+                    first = next((ln for ln in (err or "").splitlines() if "error" in ln), "")
+                    log(f"NVCC FAIL {sha}: {first.strip()[:300]}")
     return counts
 
 
@@ -570,7 +571,11 @@ def status(out_dir) -> dict:
         by[k] = by.get(k, 0) + 1
     hashes = {h for r in rows + read_manifest(out, "refs.jsonl") for h in r["cuda_sha256"]}
     cubins = {p.stem for p in (out / "cubins").glob("*.cubin")} if (out / "cubins").exists() else set()
+    nvcc_failed = _read_ids(out / "cubins" / "failed.jsonl")
     return {"candidates": len(rows), "workloads": len({r["workload"] for r in rows}),
+            "nvcc_failed_sources": len(nvcc_failed),
+            "candidates_with_all_cubins": sum(all(h in cubins for h in r["cuda_sha256"]) for r in rows),
+            "candidates_nvcc_failed": sum(any(h in nvcc_failed for h in r["cuda_sha256"]) for r in rows),
             "refs": len(read_manifest(out, "refs.jsonl")), "failures": len(read_manifest(out, "failures.jsonl")),
             "sources": len(hashes), "cubins": len(hashes & cubins),
             "by_origin": {o: sum(v for (w, oo), v in by.items() if oo == o) for o in {k[1] for k in by}},
