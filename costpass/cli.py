@@ -287,6 +287,7 @@ def _status(msg: str, enabled: bool = True):
 
 def _info(msg: str, quiet: bool = False):
     if not quiet:
+        sys.stdout.flush()
         sys.stderr.write(f"{PROG}: {msg}\n")
 
 

@@ -41,6 +41,9 @@ CO_BOTTLENECK = 0.95           # pipes within this fraction of the bottleneck ar
 GEMM_LIKE_INTENSITY = 32.0     # FLOP per footprint byte above which a kernel counts as GEMM-like
 
 _MEMORY_PIPES = ("dram", "l2", "lsu", "shared")
+SHORT_LABEL = {"issue": "warp issue", "fma": "FP32 FMA", "fp16": "FP16", "fp64": "FP64", "alu": "int ALU",
+               "xu": "SFU (XU)", "lsu": "LD/ST issue", "tensor": "tensor core", "shared": "shared mem",
+               "l2": "L2", "dram": "DRAM", "latency": "latency"}
 _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
 
 
@@ -404,13 +407,12 @@ def hints_for(d: KernelDemand, b: B.KernelBounds, g: GPUSpec, m: dict, context: 
     if occ.occupancy < LOW_OCCUPANCY and occ.limiter in ("registers", "shared_memory", "threads"):
         what = {"registers": "registers", "shared_memory": "shared memory",
                 "threads": "threads per block"}[occ.limiter]
-        extra = f" (~{d.launch.registers_per_thread} registers/thread, estimated)" \
-            if occ.limiter == "registers" else ""
+        extra = f" (~{d.launch.registers_per_thread}/thread, estimated)" if occ.limiter == "registers" else ""
         bl = "block" if occ.blocks_per_sm == 1 else "blocks"
         matters = b.bottleneck == "latency" or u.get("latency", 0) > 0.5
         add("low-occupancy", "high" if matters else "low",
-            f"{what} cap occupancy at {occ.blocks_per_sm} {bl}/SM ({occ.warps_per_sm} warps, "
-            f"{occ.occupancy:.0%}){extra}",
+            f"{what}{extra} cap occupancy at {occ.blocks_per_sm} {bl}/SM ({occ.warps_per_sm} warps, "
+            f"{occ.occupancy:.0%})",
             "register tile / shared tile size / threads per block")
 
     # -- access patterns ---------------------------------------------------------------------------
@@ -451,7 +453,8 @@ def hints_for(d: KernelDemand, b: B.KernelBounds, g: GPUSpec, m: dict, context: 
             "by a loop variable): unroll the loops that index it or shrink the register tile",
             "unroll / register tile size")
 
-    H.sort(key=lambda h: _SEVERITY_ORDER.get(h.severity, 9))
+    first = ("does-not-fit", "launch-bound", "no-tensor-cores")
+    H.sort(key=lambda h: (_SEVERITY_ORDER.get(h.severity, 9), first.index(h.code) if h.code in first else 9))
     return H
 
 
@@ -521,8 +524,8 @@ def diagnose_kernel(d: KernelDemand, gpus, measured_us: float | None = None, mea
                 for p, v in b.bounds_us.items() if v > 0]
         thr = {p: v for p, v in b.bounds_us.items() if p != "latency"}
         top = max(thr, key=thr.get)
-        for r in rows:
-            r.bottleneck = r.pipe == b.bottleneck or (b.bottleneck != "latency" and r.pipe == top)
+        for r in rows:   # the largest throughput bound, and the latency term when it dominates
+            r.bottleneck = r.pipe == top or r.pipe == b.bottleneck
         rows.sort(key=lambda r: -r.bound_us)
         co = [p for p, v in thr.items() if p != top and thr[top] > 0 and v >= CO_BOTTLENECK * thr[top]]
         roofs = _roofs(g, m)
@@ -702,9 +705,14 @@ class _Renderer:
     # -- document --------------------------------------------------------------------------------
     def render(self, details):
         c, r = self.c, self.r
-        gl = "; ".join(f"{g['name']} = {g['full_name']} ({g['sm_count']} SMs, {g['dram_gbs'] / 1000:.2f} TB/s, "
-                       f"{g['tensor_fp16_tflops']:.0f} TFLOP/s fp16 tensor)" for g in r.gpus)
-        c.print(self.text(f"costpass diagnose: {gl}", "bold"))
+        gl = [f"{g['name']} = {g['full_name']} ({g['sm_count']} SMs, {g['dram_gbs'] / 1000:.2f} TB/s, "
+              f"{g['tensor_fp16_tflops']:.0f} TFLOP/s fp16 tensor)" for g in r.gpus]
+        if len(gl) == 1:
+            c.print(self.text(f"costpass diagnose: {gl[0]}", "bold"))
+        else:
+            c.print(self.text("costpass diagnose on " + ", ".join(self.gnames), "bold"))
+            for line in gl:
+                c.print(self.text(f"  {line}", "dim"))
         for n in r.notes:
             c.print(self.text(f"note: {n}", "dim"))
         if len(r.modules) > 1 or any(len(m.kernels) > 1 for m in r.modules):
@@ -758,8 +766,11 @@ class _Renderer:
         if mod.source:
             head += f"  ({mod.source})"
         c.print(self.text(head, "bold"))
-        for n in mod.notes:
-            c.print(self.text(f"   note: {n}", "dim"))
+        if mod.notes:
+            g = self.grid(2, 5, None)
+            for n in mod.notes:
+                g.add_row("", self.text("note", "dim"), self.text(n, "dim"))
+            c.print(g)
         tt = mod.totals.get(mod.measured_gpu or "", {})
         if "measured_us" in tt and len(mod.kernels) > 1:
             c.print(f"   measured {self.us(tt['measured_us'])} on {mod.measured_gpu} for {len(mod.kernels)} "
@@ -771,16 +782,14 @@ class _Renderer:
             for g in self.gnames:
                 e = mod.totals[g]["estimate_us"]
                 parts.append(f"{g} {self.us(e)}" + (f" ({base / e:.2f}x)" if g != self.gnames[0] else ""))
-            c.print(f"   estimated time: " + ", ".join(parts))
+            c.print(f"   estimated time (speed-up vs {self.gnames[0]}): " + ", ".join(parts))
         for k in mod.kernels:
             self.kernel(k)
 
     def kernel(self, k):
         c = self.c
         c.print()
-        t = self.text(f"kernel {k.name}", "bold")
-        t.append(f"  {_short_launch(k)}")
-        c.print(t)
+        c.print(self.text(f"kernel {k.name}", "bold"))
         m = k.metrics
         facts = []
         if m["tensor_flops"]:
@@ -792,13 +801,19 @@ class _Renderer:
         facts.append(f"footprint {_bytes(m['footprint_bytes'])}")
         if m["l2_bytes"]:
             facts.append(f"L2 traffic {_bytes(m['l2_bytes'])}")
-        c.print(self.text("  " + ", ".join(facts), "dim"))
+        g = self.grid(1, 7, None)
+        g.add_row("", "launch", _short_launch(k))
+        g.add_row("", "demand", ", ".join(facts))
+        c.print(g)
         if self.multi:
             self.side_by_side(k)
         else:
             self.single(k.per_gpu[0])
-        for n in k.notes:
-            c.print(self.text(f"  note: {n}", "dim"))
+        if k.notes:
+            g = self.grid(1, 7, None)
+            for n in k.notes:
+                g.add_row("", self.text("note", "dim"), self.text(n, "dim"))
+            c.print(g)
 
     def headline(self, gd):
         t = self.text(f"  {gd.gpu}: ", "bold")
@@ -872,7 +887,7 @@ class _Renderer:
         t.add_column("  ", no_wrap=True)
         for gd in per:
             t.add_column(gd.gpu, justify="left", no_wrap=True)
-        t.add_row("  bottleneck", *[self.text(gd.bottleneck_label, "bold") for gd in per])
+        t.add_row("  bottleneck", *[self.text(SHORT_LABEL[gd.bottleneck], "bold") for gd in per])
         t.add_row("  ceiling", *[self.us(gd.ceiling_us) for gd in per])
         t.add_row("  estimate", *[self.us(gd.estimate_us) for gd in per])
         if any(gd.measured for gd in per):
@@ -898,11 +913,16 @@ class _Renderer:
                 cell.append(_bar(r.utilization, barw, self.fancy),
                             style=self.sty("red" if r.bottleneck else ("magenta" if p == "latency" else "blue")))
                 cells.append(cell)
-            t.add_row("  " + B.PIPE_LABEL[p], *cells)
+            t.add_row("  " + SHORT_LABEL[p], *cells)
         self.c.print(t)
+        common = [h for h in per[0].hints if all(any(h2.message == h.message for h2 in gd.hints) for gd in per)]
         for gd in per:
             self.c.print(self.headline(gd))
-            self.hints(gd.hints, "    ")
+            self.hints([h for h in gd.hints if h not in common and
+                        not any(h.message == c.message for c in common)], "    ")
+        if common:
+            self.c.print(self.text(f"  on all of {', '.join(self.gnames)}:", "bold"))
+            self.hints(common, "    ")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -910,7 +930,9 @@ class _Renderer:
 # --------------------------------------------------------------------------------------------------
 
 def plot(report: Report, path, max_panels: int = 6) -> str:
-    """One PNG: per-pipe utilization bars (one group per kernel x GPU) and a roofline."""
+    """One PNG: per-pipe pressure bars (one group per kernel x GPU, at most ``max_panels``) and a
+    roofline (FLOP/s vs FLOP per DRAM byte, with each GPU's DRAM and compute roofs) with every kernel
+    at its estimate (filled), its ceiling (hollow) and its measured time (star) when there is one."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -921,88 +943,128 @@ def plot(report: Report, path, max_panels: int = 6) -> str:
     for mod in report.modules:
         for k in mod.kernels:
             for gd in k.per_gpu:
-                lab = (f"{mod.name}/" if multi_mod else "") + k.name
-                entries.append((lab, k, gd))
+                entries.append(((f"{mod.name}/" if multi_mod else "") + k.name, k, gd))
     shown = entries[:max_panels]
     gnames = [g["name"] for g in report.gpus]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    gcolor = {g: colors[i % len(colors)] for i, g in enumerate(gnames)}
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+    gcolor = {g: palette[i % len(palette)] for i, g in enumerate(gnames)}
+    multi_gpu = len(gnames) > 1
 
-    fig = plt.figure(figsize=(13, 5.6), dpi=110)
-    gs = fig.add_gridspec(1, 2, width_ratios=[1.05, 1.0], wspace=0.32)
+    def label(lab, gd):
+        return f"{lab} @ {gd.gpu}" if multi_gpu else lab
+
+    fig = plt.figure(figsize=(13.5, 5.8), dpi=110)
+    gs = fig.add_gridspec(1, 2, width_ratios=[1.0, 1.0], wspace=0.38)
+
+    # -- pipe pressure ----------------------------------------------------------------------------
     ax = fig.add_subplot(gs[0, 0])
-    pipes = [p for p in B.PIPES if any(any(r.pipe == p for r in gd.pipes) for _, _, gd in shown)]
+    present = {r.pipe for _, _, gd in shown for r in gd.pipes}
+    pipes = [p for p in B.PIPES if p in present]
     n = max(1, len(shown))
     height = 0.8 / n
     y = np.arange(len(pipes))
+    xmax = 1.0
     for i, (lab, k, gd) in enumerate(shown):
-        vals = [next((min(r.utilization, 1.5) for r in gd.pipes if r.pipe == p), 0.0) for p in pipes]
-        c = gcolor[gd.gpu] if len(gnames) > 1 and len(shown) == len(gnames) else colors[i % len(colors)]
-        name = f"{lab} @ {gd.gpu}" if len(gnames) > 1 else lab
-        ax.barh(y + (i - (n - 1) / 2) * height, vals, height=height * 0.92, color=c, label=name)
-    ax.set_yticks(y, [B.PIPE_LABEL[p] for p in pipes])
+        rows = {r.pipe: r for r in gd.pipes}
+        vals = np.array([min(rows[p].utilization, 2.0) if p in rows else 0.0 for p in pipes])
+        xmax = max(xmax, float(vals.max(initial=0.0)))
+        pos = y + (i - (n - 1) / 2) * height
+        if n == 1:
+            colors = [("#e08080" if p == "latency" else "#d62728") if (p in rows and rows[p].bottleneck) else
+                      ("#9a9a9a" if p == "latency" else "#4c72b0") for p in pipes]
+            ax.barh(pos, vals, height=height * 0.9, color=colors,
+                    hatch=["//" if p == "latency" else "" for p in pipes])
+        else:
+            c = gcolor[gd.gpu] if multi_gpu and len(report.kernels) == 1 else palette[i % len(palette)]
+            ax.barh(pos, vals, height=height * 0.9, color=c, label=label(lab, gd))
+        if n <= 3:
+            for p, v, yy in zip(pipes, vals, pos):
+                if p in rows:
+                    ax.text(v + 0.015, yy, _us(rows[p].bound_us), va="center", fontsize=7.5, color="0.25")
+    ax.set_yticks(y, [B.PIPE_LABEL[p] for p in pipes], fontsize=9)
     ax.invert_yaxis()
     ax.axvline(1.0, color="0.3", lw=0.8, ls="--")
-    ax.set_xlabel("bound / ceiling (1.0 = the bottleneck)")
-    ax.set_xlim(0, max(1.1, ax.get_xlim()[1]))
-    ax.set_title("pipe pressure" + (f" (first {len(shown)} of {len(entries)})" if len(entries) > len(shown) else ""))
-    ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
+    ax.set_xlim(0, xmax * 1.22)
+    ax.set_xlabel("bound / throughput ceiling  (1.0 = the bottleneck pipe)")
+    title = "pipe pressure"
+    if n == 1:
+        title += f": {label(shown[0][0], shown[0][2])}"
+    if len(entries) > len(shown):
+        title += f" (first {len(shown)} of {len(entries)})"
+    ax.set_title(title, fontsize=10)
+    if n > 1:
+        ax.legend(fontsize=7.5, loc="best", framealpha=0.9)
     ax.grid(axis="x", alpha=0.3)
 
+    # -- roofline ---------------------------------------------------------------------------------
     rx = fig.add_subplot(gs[0, 1])
-    ais = [gd.arithmetic_intensity for _, _, gd in entries if gd.arithmetic_intensity]
-    lo = min([0.05] + [a / 4 for a in ais])
-    hi = max([2000.0] + [a * 4 for a in ais])
-    xs = np.logspace(math.log10(lo), math.log10(hi), 200)
-    ymax = 0.0
+    pts = [(lab, gd) for lab, _, gd in entries if gd.arithmetic_intensity and gd.flops > 0]
+    ais = [gd.arithmetic_intensity for _, gd in pts]
+    ridges = []
+    peaks = []
+    for g in report.gpus:
+        gd0 = next((gd for _, _, gd in entries if gd.gpu == g["name"]), None)
+        if gd0 is not None:
+            ridges.append(gd0.roofs["compute_tflops"] * 1e3 / gd0.roofs["dram_gbs"])
+            peaks.append(max(gd0.roofs["compute_tflops"], gd0.roofs["fp32_tflops"]))
+    lo = min([0.5] + [a / 20 for a in ais] + [r / 100 for r in ridges])
+    hi = max([100.0] + [a * 20 for a in ais] + [r * 10 for r in ridges])
+    xs = np.logspace(math.log10(lo), math.log10(hi), 300)
+    roof_labels = {}   # (name, value) -> [gpu, ...]: one label for GPUs with the same roof
     for g in report.gpus:
         gd0 = next((gd for _, _, gd in entries if gd.gpu == g["name"]), None)
         if gd0 is None:
             continue
+        c = gcolor[g["name"]]
         bw = gd0.roofs["dram_gbs"] * 1e9
-        roofs = [("FP32", gd0.roofs["fp32_tflops"])]
-        if any(gd.roofs["compute_roof"].endswith("tensor core") for _, _, gd in entries if gd.gpu == g["name"]):
-            roofs.append((gd0.roofs["compute_roof"].replace(" core", ""), gd0.roofs["compute_tflops"]))
-        for j, (rname, tf) in enumerate(roofs):
-            peak = tf * 1e12
-            ys = np.minimum(xs * bw, peak)
-            rx.plot(xs, ys / 1e12, color=gcolor[g["name"]], lw=1.6 if j else 1.2, ls="-" if j else ":")
-            rx.annotate(f"{g['name']} {rname} {tf:.0f} TF/s", (xs[-1], peak / 1e12), ha="right", va="bottom",
-                        fontsize=7.5, color=gcolor[g["name"]])
-            ymax = max(ymax, peak)
-        ridge = gd0.roofs["fp32_tflops"] * 1e12 / bw
-        rx.annotate(f"{g['name']} DRAM {bw / 1e12:.2f} TB/s", (lo * 1.3, lo * 1.3 * bw / 1e12),
-                    rotation=0, fontsize=7.5, color=gcolor[g["name"]], va="bottom")
-        _ = ridge
-    markers = "osD^v<>p*h"
-    for i, (lab, k, gd) in enumerate(entries):
-        if not gd.arithmetic_intensity or gd.flops <= 0:
-            continue
-        c = gcolor[gd.gpu]
-        mk = markers[(i // max(1, len(gnames))) % len(markers)]
+        roofs = [("FP32", gd0.roofs["fp32_tflops"], ":")]
+        if gd0.roofs["compute_roof"] != "FP32 FMA":
+            roofs.append((gd0.roofs["compute_roof"].replace(" core", ""), gd0.roofs["compute_tflops"], "-"))
+        for rname, tf, ls in roofs:
+            ys = np.minimum(xs * bw, tf * 1e12) / 1e12
+            rx.plot(xs, ys, color=c, lw=1.5, ls=ls)
+            roof_labels.setdefault((rname, round(tf, 1)), []).append((g["name"], c))
+        k_ = len([t for t in rx.texts if t.get_text().endswith("TB/s")])
+        rx.text(0.02, 0.97 - 0.045 * k_, f"{g['name']} DRAM roof {bw / 1e12:.2f} TB/s", transform=rx.transAxes,
+                fontsize=7.5, color=c, ha="left", va="top")
+    for (rname, tf), gl in roof_labels.items():
+        rx.text(hi / 1.15, tf * 1.07, f"{', '.join(n for n, _ in gl)} {rname} {tf:,.0f} TFLOP/s", ha="right",
+                va="bottom", fontsize=7.5, color=gl[0][1] if len(gl) == 1 else "0.2")
+    markers = "osD^v<>ph"
+    ys_all = []
+    for i, (lab, gd) in enumerate(pts):
+        c = gcolor[gd.gpu] if multi_gpu else palette[i % len(palette)]
+        mk = markers[(i // len(gnames)) % len(markers)] if multi_gpu else markers[i % len(markers)]
         x = gd.arithmetic_intensity
         y_est = gd.flops / (gd.estimate_us * 1e-6) / 1e12
         y_ceil = gd.flops / (gd.ceiling_us * 1e-6) / 1e12
-        rx.plot([x, x], [y_est, y_ceil], color=c, lw=0.8, alpha=0.7)
-        rx.scatter([x], [y_ceil], facecolors="none", edgecolors=c, marker=mk, s=46, zorder=3)
-        rx.scatter([x], [y_est], color=c, marker=mk, s=46, zorder=3,
-                   label=(f"{lab} @ {gd.gpu}" if len(gnames) > 1 else lab) if i < 12 else None)
+        ys_all += [y_est, y_ceil]
+        rx.plot([x, x], [y_est, y_ceil], color=c, lw=0.9, alpha=0.8)
+        rx.scatter([x], [y_ceil], facecolors="white", edgecolors=c, marker=mk, s=50, zorder=3, linewidths=1.4)
+        rx.scatter([x], [y_est], color=c, marker=mk, s=50, zorder=4,
+                   label=f"{label(lab, gd)}: {y_est:,.3g} TFLOP/s" if i < 10 else None)
         if gd.measured:
             y_m = gd.flops / (gd.measured["measured_us"] * 1e-6) / 1e12
-            rx.scatter([x], [y_m], color=c, marker="*", s=110, zorder=4, edgecolors="k", linewidths=0.5)
+            ys_all.append(y_m)
+            rx.scatter([x], [y_m], color=c, marker="*", s=140, zorder=5, edgecolors="k", linewidths=0.6)
     rx.set_xscale("log")
     rx.set_yscale("log")
     rx.set_xlim(lo, hi)
-    rx.set_ylim(max(1e-3, min([1e-1] + [gd.flops / (gd.estimate_us * 1e-6) / 1e12 / 3
-                                        for _, _, gd in entries if gd.flops > 0])), ymax / 1e12 * 2.5)
+    ylo = min([lo * min((g["dram_gbs"] for g in report.gpus), default=1000) / 1e3 * 1.5] +
+              [v / 4 for v in ys_all])
+    rx.set_ylim(ylo, max(peaks + [1.0]) * 3)
     rx.set_xlabel("arithmetic intensity (FLOP per DRAM byte)")
     rx.set_ylabel("TFLOP/s")
     rx.set_title("roofline: filled = estimate, hollow = ceiling, * = measured", fontsize=10)
-    rx.grid(which="both", alpha=0.25)
-    if any(gd.flops > 0 for _, _, gd in entries):
+    rx.grid(which="major", alpha=0.3)
+    rx.grid(which="minor", alpha=0.08)
+    if pts:
         rx.legend(fontsize=7.5, loc="lower right", framealpha=0.9)
-    fig.suptitle("costpass: " + ", ".join(m.name for m in report.modules[:3])
-                 + (" ..." if len(report.modules) > 3 else ""), fontsize=11)
+    else:
+        rx.text(0.5, 0.5, "no FLOP counted: nothing to place on the roofline", transform=rx.transAxes,
+                ha="center", fontsize=9, color="0.4")
+    names = ", ".join(m.name for m in report.modules[:3]) + (" ..." if len(report.modules) > 3 else "")
+    fig.suptitle(f"costpass: {names}  ({', '.join(gnames)})", fontsize=11)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return str(path)
