@@ -117,7 +117,8 @@ def waves(d: KernelDemand, g: GPUSpec, occ: Occupancy) -> Waves:
     w = n / slots
     full = n // slots
     tail = n - full * slots
-    tail_sms = min(g.sm_count, math.ceil(tail / max(1, occ.blocks_per_sm))) if tail else 0
+    # the block scheduler spreads blocks breadth-first: the tail occupies min(tail, SMs) SMs
+    tail_sms = min(g.sm_count, tail)
     busiest = math.ceil(n / g.sm_count)
     return Waves(num_blocks=n, slots=slots, waves=w, full_waves=full, tail_blocks=tail,
                  tail_sms=tail_sms, efficiency=n / (math.ceil(w) * slots),
@@ -165,11 +166,13 @@ def pipe_bounds(d: KernelDemand, g: GPUSpec, occ: Occupancy, wv: Waves) -> dict:
     total_inst = sum(I.values())
     b["issue"] = sm_time(total_inst, P["issue"])
     tensor = 0.0
+    # tensor rates are the vendor's dense peak at the clock it is quoted for (spec: rated_clock_mhz)
+    tclk = g.rated_clock_mhz * 1e6
     for dt, flops in d.tensor_flops.items():
         rate = g.tensor.get(dt, 0)
         if rate <= 0:
             rate = g.pipes["fp32_fma"] * 2     # no tensor path: emulated on the FMA pipe
-        tensor += flops * share / rate / clk * 1e6
+        tensor += flops * share / rate / tclk * 1e6
     b["tensor"] = tensor
     wavefronts = M.get("shared_load_wavefronts", 0) + M.get("shared_store_wavefronts", 0)
     b["shared"] = wavefronts * share / (P["shared_bytes"] / 128) / clk * 1e6
@@ -190,7 +193,8 @@ def latency_bound(d: KernelDemand, g: GPUSpec, occ: Occupancy, wv: Waves) -> flo
     loads_per_warp = d.inst.get("ld_global", 0) / total_warps
     barriers_per_warp = d.inst.get("barrier", 0) / total_warps
     # each barrier-separated phase waits once for its loads; without barriers, loads overlap LOAD_ILP deep
-    phases = max(barriers_per_warp, loads_per_warp / LOAD_ILP, 1.0 if loads_per_warp > 0 else 0.0)
+    # a shared-memory tiled loop has two barriers per step and one of the two regions waits on loads
+    phases = max(barriers_per_warp / 2, loads_per_warp / LOAD_ILP, 1.0 if loads_per_warp > 0 else 0.0)
     chain = phases * MEM_LATENCY_CYCLES + barriers_per_warp * BARRIER_CYCLES
     rounds = math.ceil(wv.blocks_on_busiest_sm / max(1, occ.blocks_per_sm))
     return rounds * chain / g.clock_hz * 1e6
@@ -208,6 +212,9 @@ def analyze(d: KernelDemand, g: GPUSpec) -> KernelBounds:
     launch = float(g.limits["launch_overhead_us"])
     throughput = {p: v for p, v in b.items() if p != "latency"}
     bottleneck = max(throughput, key=lambda p: throughput[p])
+    named = max((p for p in throughput if p != "issue"), key=lambda p: throughput[p])
+    if bottleneck == "issue" and throughput[named] >= 0.95 * throughput["issue"]:
+        bottleneck = named   # a tie with the issue rate: name the pipe (an FFMA-only loop is FMA-bound)
     ceiling = throughput[bottleneck] + launch
     rest = sum(throughput.values()) - throughput[bottleneck] - throughput["issue"]
     if bottleneck == "issue":

@@ -93,7 +93,6 @@ def lower_to_device(mod, target=None):
     """Lower a scheduled IRModule with TVM's S-TIR pipeline; return [(kernel name, device PrimFunc)]
     in launch order."""
     import tvm
-    import tvm.s_tir.tensor_intrin  # noqa: F401  (registers the wmma/mma intrinsics)
     from tvm import tirx
 
     if isinstance(mod, tirx.PrimFunc):
@@ -322,6 +321,7 @@ class _KernelWalker:
         self._pred_cache = {}
         self._uses_cache = {}
         self._seen_int = set()
+        self._lanes_per_warp = 32.0
         self._loop_samples = {}
 
     # ---- setup -------------------------------------------------------------------------------
@@ -644,11 +644,11 @@ class _KernelWalker:
             self.inst["sfu"] += sfu * lanes * w
             self.inst["fp32_fma"] += fma * lanes * w
             self.inst["int_alu"] += alu * lanes * w
-            self.flops += lanes * w
+            self.flops += lanes * w * self._lanes_per_warp
             return
         if pipe == "fp64":
             self.inst["fp64"] += n * w
-            self.flops += lanes * w * (2 if name == "Add" and type(e.a).__name__ == "Mul" else 1)
+            self.flops += lanes * w * self._lanes_per_warp * (2 if name == "Add" and type(e.a).__name__ == "Mul" else 1)
             return
         fused = name == "Add" and (type(e.a).__name__ == "Mul" or type(e.b).__name__ == "Mul")
         if fused or name == "Add" or name == "Sub":
@@ -660,7 +660,7 @@ class _KernelWalker:
             self.inst["bf16_fma"] += n * w
         else:
             self.inst[f"{key}_{kind}"] += n * w
-        self.flops += lanes * w * (2 if fused else 1)
+        self.flops += lanes * w * self._lanes_per_warp * (2 if fused else 1)
 
     def _count_index(self, e, ctx, w_int_by_level, ctx_index):
         """Integer arithmetic of an address. Inside a non-unrolled loop, nvcc strength-reduces an
@@ -803,7 +803,7 @@ class _KernelWalker:
             self.inst["int_alu"] += alu * lanes * w
             if scalar in ("float16", "bfloat16"):
                 self.inst["fp32_add"] += 2 * lanes * w     # computed in fp32 and converted back
-            self.flops += lanes * w
+            self.flops += lanes * w * self._lanes_per_warp
             for a in e.args:
                 self._count_expr(a, ctx, w, w_int_by_level, ctx_index)
             return
@@ -942,9 +942,10 @@ class _KernelWalker:
         """(per-thread float weight, warp-level int weights by level, ctx_index) for ctx."""
         w = self._weight(ctx)
         warps, _ = self._warps_total()
-        warp_frac, _ = self._active(ctx)
+        warp_frac, lane_frac = self._active(ctx)
         ints = [x * warps * warp_frac for x in self._int_weights(ctx)]
-        # integer ops inside unrolled loops are folded, but value arithmetic (not addresses) is not:
+        # active lanes per executing warp: turns warp-level executions into thread-level FLOP
+        self._lanes_per_warp = 32.0 * lane_frac / warp_frac if warp_frac > 0 else 0.0
         return w, ints, self._ctx_index(ctx), warps * warp_frac
 
     def _stmt(self, s, ctx):
