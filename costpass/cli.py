@@ -536,7 +536,7 @@ def _diagnose_workload(args, gpus):
         raise CLIError(f"no shipped schedule for {wl.name} and candidate sampling is unavailable: "
                        f"{_first_line(err)}") from None
     target = _target_for(gpus)
-    note = (f"no tuned schedule is shipped for {wl.name}: sampled {{n}} MetaSchedule candidates (seed {args.seed}) "
+    note = (f"no tuned schedule is shipped for {wl.name}: sampled {{n}} MetaSchedule candidate{{s}} (seed {args.seed}) "
             f"and took the lowest analytical estimate on {gpus[0].name}: {{est}}")
     _info(f"no tuned schedule shipped for {wl.name}: sampling {args.samples} MetaSchedule candidates "
           f"(seed {args.seed})", args.quiet)
@@ -559,7 +559,7 @@ def _diagnose_workload(args, gpus):
     est, c, ds = best
     r = D.diagnose(ds, gpus, args.measured_ms, name=wl.name, source=f"sampled candidate {c.id}",
                    context=_workload_context(wl))
-    r.modules[0].notes.append(note.format(n=len(cands), est=D._us(est)))
+    r.modules[0].notes.append(note.format(n=len(cands), s="" if len(cands) == 1 else "s", est=D._us(est)))
     return r
 
 
@@ -599,15 +599,15 @@ def _check_json_lines(path: str):
 
 def _workload_label(mod, known_cache: dict) -> str:
     """A readable name for a database workload: the matching named workload, else its signature."""
-    import tvm
-    h = tvm.ir.structural_hash(mod)
+    import tvm_ffi
+    h = tvm_ffi.structural_hash(mod)
     if "map" not in known_cache:
         known_cache["map"] = {}
         try:
             from schedules import workloads as W
             for w in W.all_workloads():
                 try:
-                    known_cache["map"][tvm.ir.structural_hash(w.mod())] = w
+                    known_cache["map"][tvm_ffi.structural_hash(w.mod())] = w
                 except Exception:  # noqa: BLE001
                     pass
         except ImportError:
@@ -617,8 +617,9 @@ def _workload_label(mod, known_cache: dict) -> str:
         return w.name, w
     func = next(f for _, f in mod.functions_items())
     sig = []
+    bmap = getattr(func, "buffer_map", None) or {}
     for prm in func.params:
-        buf = func.buffer_map.get(prm)
+        buf = bmap.get(prm) if bmap else (prm if hasattr(prm, "shape") else None)
         if buf is not None:
             dt = str(buf.dtype).replace("float", "f").replace("int", "i")
             sig.append(f"{buf.name}[{','.join(str(s) for s in buf.shape)}]{dt}")
@@ -649,9 +650,9 @@ def _diagnose_database(args, gpus):
 
     groups = {}
     cache = {}
-    import tvm
+    import tvm_ffi
     for rec in records:
-        key = tvm.ir.structural_hash(rec.workload.mod)
+        key = tvm_ffi.structural_hash(rec.workload.mod)
         groups.setdefault(key, []).append(rec)
     chosen = []
     for key, recs in groups.items():

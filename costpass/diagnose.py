@@ -715,13 +715,13 @@ class _Renderer:
                 c.print(self.text(f"  {line}", "dim"))
         for n in r.notes:
             c.print(self.text(f"note: {n}", "dim"))
-        if len(r.modules) > 1 or any(len(m.kernels) > 1 for m in r.modules):
-            self.summary()
+        if not details or len(r.modules) > 1 or any(len(m.kernels) > 1 for m in r.modules):
+            self.summary(force=not details)
         if details:
             for mod in r.modules:
                 self.module(mod)
 
-    def summary(self):
+    def summary(self, force=False):
         from rich.text import Text
         r = self.r
         t = self.table()
@@ -735,7 +735,7 @@ class _Renderer:
             t.add_column("measured", justify="right", no_wrap=True)
             t.add_column("of ceil.", justify="right", no_wrap=True)
         for mod in r.modules:
-            if len(r.modules) > 1 or len(mod.kernels) > 1:
+            if force or len(r.modules) > 1 or len(mod.kernels) > 1:
                 row = [Text(mod.name, style=self.sty("bold"))]
                 for gi, g in enumerate(self.gnames):
                     tt = mod.totals[g]
@@ -758,6 +758,10 @@ class _Renderer:
                     t.add_row(*row)
         self.c.print()
         self.c.print(t)
+        if force:
+            for mod in r.modules:
+                for n in mod.notes:
+                    self.c.print(self.text(f"note ({mod.name}): {n}", "dim"))
 
     def module(self, mod):
         c = self.c
