@@ -345,7 +345,8 @@ def _run_gpus(args) -> int:
     console.print(t)
     text = console.export_text(styles=tty)
     sys.stdout.write(text if tty else "\n".join(l.rstrip() for l in text.splitlines()) + "\n")
-    sys.stdout.write("peaks at the clock the model uses (sm_clock_mhz); sources: costpass/gpus/<name>.toml\n")
+    sys.stdout.write("Peaks as the model uses them: tensor at the clock NVIDIA quotes them for (rated_clock_mhz),\n"
+                     "the others at MHz (sm_clock_mhz). Sources: costpass/gpus/<name>.toml.\n")
     return 0
 
 

@@ -206,6 +206,11 @@ def _launch_dict(d: KernelDemand) -> dict:
             "local_bytes_per_thread": L.local_bytes_per_thread}
 
 
+def _tensor_tflops(g: GPUSpec, dtype: str) -> float:
+    """Dense tensor peak as bounds.py uses it: the per-SM rate at the clock it is quoted for."""
+    return g.tensor[dtype] * g.sm_count * g.rated_clock_mhz * 1e6 / 1e12
+
+
 def _roofs(g: GPUSpec, m: dict) -> dict:
     clk = g.clock_hz
     fp32 = g.peak_fp32_tflops()
@@ -213,7 +218,7 @@ def _roofs(g: GPUSpec, m: dict) -> dict:
     out = {"dram_gbs": float(g.memory["dram_bandwidth_gbs"]), "l2_gbs": float(g.memory["l2_bandwidth_gbs"]),
            "fp32_tflops": fp32, "fp16_vector_tflops": fp16}
     for dt in ("fp16", "bf16", "tf32", "int8", "fp8"):
-        out[f"tensor_{dt}_tflops"] = g.tensor[dt] * g.sm_count * clk / 1e12
+        out[f"tensor_{dt}_tflops"] = _tensor_tflops(g, dt)
     if m["tensor_flops"] > 0:
         key = f"tensor_{m['tensor_dtype']}_tflops"
         out["compute_tflops"] = out.get(key, out["tensor_fp16_tflops"])
@@ -440,7 +445,7 @@ def hints_for(d: KernelDemand, b: B.KernelBounds, g: GPUSpec, m: dict, context: 
     # -- tensor cores ------------------------------------------------------------------------------
     if not m["tensor_flops"] and _gemm_like(m, context) and _half_precision(m, context):
         fp32_roof = g.peak_fp32_tflops()
-        tensor_roof = g.tensor["fp16"] * g.sm_count * g.clock_hz / 1e12
+        tensor_roof = _tensor_tflops(g, "fp16")
         add("no-tensor-cores", "high",
             f"no tensor cores used on an fp16 GEMM-like kernel ({_count(m['flops'])}FLOP): tensorize the "
             f"inner tile (wmma/mma); the tensor roof is {tensor_roof / fp32_roof:.0f}x the FP32 one",
@@ -494,7 +499,7 @@ def gpu_summary(g: GPUSpec) -> dict:
     return {"name": g.name, "full_name": g.full_name, "arch": g.arch, "sm_count": g.sm_count,
             "sm_clock_mhz": g.sm_clock_mhz, "dram_gbs": g.memory["dram_bandwidth_gbs"],
             "l2_bytes": g.memory["l2_bytes"], "fp32_tflops": g.peak_fp32_tflops(),
-            "tensor_fp16_tflops": g.tensor["fp16"] * g.sm_count * g.clock_hz / 1e12,
+            "tensor_fp16_tflops": _tensor_tflops(g, "fp16"),
             "launch_overhead_us": g.limits["launch_overhead_us"]}
 
 
