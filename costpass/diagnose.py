@@ -864,7 +864,7 @@ class _Renderer:
         tail = f"; last wave: {w['tail_blocks']} blocks on {w['tail_sms']} SMs" \
             if w["tail_blocks"] and w["waves"] > 1 else ""
         g.add_row("", "waves", f"{w['waves']:.2f} ({w['num_blocks']} blocks / {w['slots']} slots){tail}; "
-                               f"SM balance {w['sm_balance']:.0%}")
+                               f"efficiency {w['efficiency']:.0%}, SM balance {w['sm_balance']:.0%}")
         ae = gd.at_estimate
         parts = []
         if gd.flops > 0:

@@ -221,6 +221,23 @@ def test_hint_uncoalesced_loads():
     assert "contiguous" in h.message
 
 
+def test_hint_dram_rereads_suggest_tiling():
+    mb = 1e6
+    # a 100 MB footprint (does not fit in H100's 50 MB L2) fetched 16 times over through L2
+    d = synth(inst={"ld_global": 1e6},
+              memory={"dram_bytes": 100 * mb, "l2_bytes": 1600 * mb, "global_load_bytes": 1600 * mb,
+                      "global_load_sectors": 50 * mb},
+              global_buffers={"A": {"bytes": 100 * mb, "load_sectors": 50 * mb, "store_sectors": 0.0}})
+    gd = D.diagnose_kernel(d, [H100]).per_gpu[0]
+    assert gd.bottleneck == "dram"
+    h = next(h for h in gd.hints if h.code == "dram-bound")
+    assert "DRAM-bound at" in h.message and "of peak bandwidth" in h.message
+    assert "tile the reduction loop into shared memory to raise reuse" in h.message
+    # on a GPU whose L2 holds the footprint (B200: 126 MB) the re-reads stay in L2
+    gb = D.diagnose_kernel(d, [spec.load("b200")]).per_gpu[0]
+    assert gb.dram_bytes == pytest.approx(100 * mb)
+
+
 def test_hint_no_tensor_cores_on_fp16_gemm():
     M = N = K = 4096
     warp_fma = M * N * K / 32
