@@ -56,6 +56,7 @@ class Record:
     costpass_commit: str = ""
     tvm_version: str = ""
     seed: int | None = None
+    trace_json: list | str = ""         # the schedule: MetaSchedule trace JSON (with decisions)
     params: dict = field(default_factory=dict)
     flops: float | None = None
     min_bytes: float | None = None
