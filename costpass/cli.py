@@ -617,14 +617,15 @@ def _workload_label(mod, known_cache: dict) -> str:
     if w is not None:
         return w.name, w
     func = next(f for _, f in mod.functions_items())
-    sig = []
     bmap = getattr(func, "buffer_map", None) or {}
+    shapes, dtypes = [], []
     for prm in func.params:
         buf = bmap.get(prm) if bmap else (prm if hasattr(prm, "shape") else None)
         if buf is not None:
-            dt = str(buf.dtype).replace("float", "f").replace("int", "i")
-            sig.append(f"{buf.name}[{','.join(str(s) for s in buf.shape)}]{dt}")
-    return f"main({', '.join(sig)})", None
+            shapes.append("x".join(str(s) for s in buf.shape))
+            dtypes.append(str(buf.dtype).replace("float", "f").replace("int", "i"))
+    dt = dtypes[0] if dtypes and len(set(dtypes)) == 1 else "/".join(dict.fromkeys(dtypes))
+    return f"workload({dt}: {', '.join(shapes)})", None
 
 
 def _diagnose_database(args, gpus):

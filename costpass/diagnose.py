@@ -581,10 +581,10 @@ def diagnose(demands, gpus, measured_ms: float | None = None, *, name: str = "mo
         totals[g.name] = t
     notes = []
     if measured_ms is not None and len(gpus) > 1:
-        notes.append(f"measured time is compared on {measured_gpu} only")
+        notes.append(f"measured times are compared on {measured_gpu} only")
     mod = ModuleReport(name=name, source=source, kernels=kernels, totals=totals, measured_ms=measured_ms,
-                       measured_gpu=measured_gpu, notes=notes)
-    return Report(gpus=[gpu_summary(g) for g in gpus], modules=[mod])
+                       measured_gpu=measured_gpu)
+    return Report(gpus=[gpu_summary(g) for g in gpus], modules=[mod], notes=notes)
 
 
 def combine(reports, notes=None) -> Report:
@@ -596,8 +596,9 @@ def combine(reports, notes=None) -> Report:
     for r in reports[1:]:
         if [g["name"] for g in r.gpus] != names:
             raise ValueError("reports are over different GPUs")
+    all_notes = [n for r in reports for n in r.notes] + list(notes or [])
     out = Report(gpus=reports[0].gpus, modules=[m for r in reports for m in r.modules],
-                 notes=[n for r in reports for n in r.notes] + list(notes or []))
+                 notes=list(dict.fromkeys(all_notes)))
     return out
 
 
@@ -730,7 +731,7 @@ class _Renderer:
         from rich.text import Text
         r = self.r
         t = self.table()
-        t.add_column("module / kernel", overflow="fold", max_width=40)
+        t.add_column("module / kernel", overflow="fold", ratio=1, min_width=16)
         for g in self.gnames:
             t.add_column(f"{g} bound" if not self.multi else g, overflow="fold")
             t.add_column("ceiling", justify="right", no_wrap=True)
@@ -824,8 +825,15 @@ class _Renderer:
                 g.add_row("", self.text("note", "dim"), self.text(n, "dim"))
             c.print(g)
 
+    def print_headline(self, gd, ind=1):
+        g = self.grid(ind, None)
+        t = self.headline(gd)
+        t.plain = t.plain  # keep styles
+        g.add_row("", t)
+        self.c.print(g)
+
     def headline(self, gd):
-        t = self.text(f"  {gd.gpu}: ", "bold")
+        t = self.text(f"{gd.gpu}: ", "bold")
         t.append(f"bound by {gd.bottleneck_label}", style=self.sty("bold red"))
         if gd.co_bottlenecks:
             t.append(f" (tied: {', '.join(B.PIPE_LABEL[p] for p in gd.co_bottlenecks)})")
@@ -837,7 +845,7 @@ class _Renderer:
 
     def single(self, gd):
         c = self.c
-        c.print(self.headline(gd))
+        self.print_headline(gd)
         t = self.table()
         t.add_column("  resource", no_wrap=True)
         t.add_column("bound", justify="right", no_wrap=True)
@@ -926,7 +934,7 @@ class _Renderer:
         self.c.print(t)
         common = [h for h in per[0].hints if all(any(h2.message == h.message for h2 in gd.hints) for gd in per)]
         for gd in per:
-            self.c.print(self.headline(gd))
+            self.print_headline(gd)
             self.hints([h for h in gd.hints if h not in common and
                         not any(h.message == c.message for c in common)], "    ")
         if common:
