@@ -36,17 +36,27 @@ def _lines(path: Path):
     return out
 
 
-def snapshot(bundle: Path, out: Path, exclude_ids=(), only_ids=None, limit=None) -> dict:
-    bundle = Path(bundle)
-    entries = [e for e in _lines(bundle / "manifest.jsonl")
-               if e["id"] not in exclude_ids and (only_ids is None or e["id"] in only_ids)
-               and (bundle / "libs" / f"{e['id']}.so").exists()]
+def snapshot(bundles, out: Path, exclude_ids=(), only_ids=None, limit=None) -> dict:
+    """``bundles``: one bundle folder or several (merged; the first one names the snapshot)."""
+    bundles = [Path(b) for b in ([bundles] if isinstance(bundles, (str, Path)) else bundles)]
+    entries, refs, home = [], {}, {}
+    for bundle in bundles:
+        for e in _lines(bundle / "manifest.jsonl"):
+            if e["id"] in home or e["id"] in exclude_ids or (only_ids is not None and e["id"] not in only_ids):
+                continue
+            if (bundle / "libs" / f"{e['id']}.so").exists():
+                entries.append(e)
+                home[e["id"]] = bundle
+        for r in _lines(bundle / "refs.jsonl"):
+            if r["workload"] not in refs and (bundle / r["lib"]).exists():
+                refs[r["workload"]] = r
+                home[r["id"]] = bundle
     if limit:
         entries = entries[:limit]
     workloads = {e["workload"] for e in entries}
-    refs = [r for r in _lines(bundle / "refs.jsonl") if r["workload"] in workloads]
+    refs = [r for w, r in refs.items() if w in workloads]
     stage = Path(tempfile.mkdtemp(prefix="snap_", dir=out.parent))
-    root = stage / bundle.name
+    root = stage / bundles[0].name
     for sub in ("libs", "cubins", "sources"):
         (root / sub).mkdir(parents=True)
 
@@ -59,12 +69,14 @@ def snapshot(bundle: Path, out: Path, exclude_ids=(), only_ids=None, limit=None)
 
     shas, missing = set(), 0
     for e in entries + refs:
+        bundle = home[e["id"]]
         link(bundle / (e.get("lib") or f"libs/{e['id']}.so"), root / (e.get("lib") or f"libs/{e['id']}.so"))
         for sha in e.get("cuda_sha256", []):
-            shas.add(sha)
-    for sha in shas:
-        cub = bundle / "cubins" / f"{sha}.cubin"
-        if cub.exists():
+            shas.add((sha, bundle))
+    for sha, bundle in shas:
+        cub = next((b / "cubins" / f"{sha}.cubin" for b in bundles if (b / "cubins" / f"{sha}.cubin").exists()),
+                   None)
+        if cub is not None:
             link(cub, root / "cubins" / cub.name)
         else:
             missing += 1
@@ -77,7 +89,7 @@ def snapshot(bundle: Path, out: Path, exclude_ids=(), only_ids=None, limit=None)
             f.write(json.dumps(r) + "\n")
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "wb") as f:
-        tar = subprocess.Popen(["tar", "-C", str(stage), "--sort=name", "-cf", "-", bundle.name],
+        tar = subprocess.Popen(["tar", "-C", str(stage), "--sort=name", "-cf", "-", root.name],
                                stdout=subprocess.PIPE)
         subprocess.run(["xz", "-6", "-T2", "-c"], stdin=tar.stdout, stdout=f, check=True)
         tar.stdout.close()
@@ -90,7 +102,7 @@ def snapshot(bundle: Path, out: Path, exclude_ids=(), only_ids=None, limit=None)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m costpass.measure.snapshot")
-    ap.add_argument("--bundle", required=True)
+    ap.add_argument("--bundle", required=True, action="append", help="bundle folder (repeatable)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--exclude-measured", nargs="*", default=[])
     ap.add_argument("--ids", help="file with one candidate id per line to keep")
@@ -100,7 +112,7 @@ def main(argv=None):
     for p in a.exclude_measured:
         exclude |= {r.get("candidate_id") or r.get("id") for r in _lines(Path(p))}
     only = set(Path(a.ids).read_text().split()) if a.ids else None
-    print(json.dumps(snapshot(Path(a.bundle), Path(a.out), exclude, only, a.limit)))
+    print(json.dumps(snapshot(a.bundle, Path(a.out), exclude, only, a.limit)))
 
 
 if __name__ == "__main__":
