@@ -38,6 +38,7 @@ CONFLICT_RATIO = 1.25          # shared wavefronts per request / ideal above thi
 SECTOR_RATIO = 1.5             # global sectors per request / ideal above this -> coalescing hint
 RELEVANT_UTIL = 0.25           # a pipe's utilization at the ceiling above which its hints matter
 CO_BOTTLENECK = 0.95           # pipes within this fraction of the bottleneck are reported with it
+LATENCY_NEAR = 0.8             # latency term above this fraction of the throughput bound -> latency hint
 GEMM_LIKE_INTENSITY = 32.0     # FLOP per footprint byte above which a kernel counts as GEMM-like
 
 _MEMORY_PIPES = ("dram", "l2", "lsu", "shared")
@@ -388,10 +389,12 @@ def hints_for(d: KernelDemand, b: B.KernelBounds, g: GPUSpec, m: dict, context: 
                 f"instruction-issue-bound: {_count(m['warp_instructions'])} warp instructions, "
                 f"{m['overhead_fraction']:.0%} of them index arithmetic / loop overhead: unroll inner loops "
                 "and vectorize memory accesses", "unroll / vectorize")
-    if b.bottleneck == "latency":
+    if bd.get("latency", 0.0) >= LATENCY_NEAR * bd[top] and bd[top] > 0:
         loads = _ratio(d.inst.get("ld_global", 0.0), max(1, d.launch.num_blocks * d.launch.warps_per_block))
-        add("latency-bound", "high",
-            f"latency-bound ({_us(bd['latency'])} vs {_us(bd[top])} of throughput): {occ.warps_per_sm} warps/SM "
+        resident = min(occ.warps_per_sm, wv.blocks_on_busiest_sm * d.launch.warps_per_block)
+        what = "latency-bound" if b.bottleneck == "latency" else "latency nearly limits too"
+        add("latency-bound", "high" if b.bottleneck == "latency" else "medium",
+            f"{what} ({_us(bd['latency'])} vs {_us(bd[top])} of throughput): {resident} resident warps/SM "
             f"with {loads:.0f} global loads per warp cannot hide the memory latency: raise occupancy or "
             "software-pipeline the loads (more stages in flight)", "occupancy / software pipelining")
 
@@ -764,7 +767,7 @@ class _Renderer:
                     t.add_row(*row)
         self.c.print()
         self.c.print(t)
-        if force:
+        if force and len(r.modules) == 1:
             for mod in r.modules:
                 for n in mod.notes:
                     self.c.print(self.text(f"note ({mod.name}): {n}", "dim"))
@@ -872,7 +875,7 @@ class _Renderer:
         tail = f"; last wave: {w['tail_blocks']} blocks on {w['tail_sms']} SMs" \
             if w["tail_blocks"] and w["waves"] > 1 else ""
         g.add_row("", "waves", f"{w['waves']:.2f} ({w['num_blocks']} blocks / {w['slots']} slots){tail}; "
-                               f"efficiency {w['efficiency']:.0%}, SM balance {w['sm_balance']:.0%}")
+                               f"slot use {w['efficiency']:.0%}, SM balance {w['sm_balance']:.0%}")
         ae = gd.at_estimate
         parts = []
         if gd.flops > 0:
