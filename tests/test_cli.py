@@ -258,11 +258,15 @@ def test_bad_arguments(argv, needles, capfd):
     assert_one_line_error(rc, out, err, *needles)
 
 
-@pytest.mark.parametrize("content", ["{not json\n", '["a", 1]\n["b"\n', "\n"],
-                         ids=["garbage", "truncated", "empty"])
-def test_unreadable_database(content, capfd, tmp_path):
-    (tmp_path / "database_workload.json").write_text(content)
-    (tmp_path / "database_tuning_record.json").write_text(content)
+@pytest.mark.parametrize("workloads,records", [
+    ("{not json\n", "{not json\n"),
+    ('["a", 1]\n["b"\n', '["a", 1]\n["b"\n'),
+    ("\n", "\n"),
+    ('["a", 1]\n', "[0, [1, 2]]\n"),
+], ids=["garbage", "truncated", "empty", "wrong-structure"])
+def test_unreadable_database(workloads, records, capfd, tmp_path):
+    (tmp_path / "database_workload.json").write_text(workloads)
+    (tmp_path / "database_tuning_record.json").write_text(records)
     rc, out, err = run(["diagnose", "--database", str(tmp_path)], capfd)
     assert_one_line_error(rc, out, err, str(tmp_path))
 
