@@ -1,0 +1,353 @@
+"""costpass as a MetaSchedule cost model.
+
+    import costpass
+    from tvm.s_tir import meta_schedule as ms
+    ms.tune_tir(mod, target, work_dir, max_trials_global=256, cost_model=costpass.CostModel(gpu="h100"))
+
+    costpass.predict(mod, "h100")     # predicted latency (ms) of one scheduled module
+
+How it predicts: each candidate is lowered with TVM's S-TIR pipeline and walked by the demand pass
+(``costpass.demand``), featurised on the target GPU's spec (``costpass.features``) and passed to the
+shipped learned model for that GPU (``costpass/models/<gpu>.json[.gz]``) when there is one, else the
+analytical estimate (``costpass.bounds``) alone is the prediction. Demands are cached per module
+(structural hash), because the evolutionary search scores the same module many times.
+
+Online update: results measured by the running search are kept (features, measured ms, base prediction)
+and a small second XGBoost model is fitted on the residual ln(measured) - ln(base prediction), refitted
+when the data grew by 20% (as TVM's XGBModel does). Predictions are then base x exp(residual).
+
+MetaSchedule's convention is *higher is better*: TVM's XGBModel predicts a normalised throughput
+(min cost of the task / cost). Here the score is ``reference_ms / predicted_ms`` with one reference per task,
+fixed the first time the task is scored (the lowest prediction in that first batch), so scores are
+comparable across calls within a task and around 1 for the best candidates seen first.
+
+A failure inside ``predict`` / ``update`` is logged and never stops the search: a model failure falls back
+to the analytical estimate, a candidate whose lowering fails scores 0 (the lowest), an update failure
+leaves the model as it was.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+
+import numpy as np
+
+from . import bounds as B
+from . import features as F
+from . import spec as S
+from .model import CostpassModel, ModelSchemaError
+
+logger = logging.getLogger("costpass.metaschedule")
+
+MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+ONLINE_FORMAT = "costpass-online-cost-model"
+ONLINE_PARAMS = {"max_depth": 3, "eta": 0.15, "subsample": 1.0, "colsample_bytree": 1.0,
+                 "min_child_weight": 3.0, "lambda": 4.0, "tree_method": "hist", "nthread": 1, "max_bin": 32,
+                 "objective": "reg:squarederror"}
+ONLINE_ROUNDS = 60
+
+
+def shipped_model_path(gpu: str) -> str | None:
+    """Path of the shipped model for a GPU (``costpass/models/<gpu>.json`` or ``.json.gz``), or None."""
+    for ext in (".json.gz", ".json"):
+        p = os.path.join(MODELS_DIR, f"{gpu.lower()}{ext}")
+        if os.path.exists(p):
+            return p
+    return None
+
+
+_MODEL_CACHE: dict = {}
+_LOCK = threading.Lock()
+
+
+def _load_model(path: str | None):
+    if path is None:
+        return None
+    with _LOCK:
+        if path not in _MODEL_CACHE:
+            _MODEL_CACHE[path] = CostpassModel.load(path)
+        return _MODEL_CACHE[path]
+
+
+def _target_for(gpu: S.GPUSpec):
+    from .demand import default_target
+    return default_target(arch=gpu.arch)
+
+
+def featurize_module(mod, gpu: S.GPUSpec, target=None) -> np.ndarray:
+    """Scheduled module (IRModule / PrimFunc / Schedule) -> feature row for ``gpu``."""
+    from . import demand as D
+    ds = D.extract(mod, target=target or _target_for(gpu))
+    return F.featurize(ds, gpu)
+
+
+def predict(mod, gpu: str = "h100", model_path: str | None = None) -> float:
+    """Predicted latency in milliseconds of a scheduled module on ``gpu``: the shipped learned model for that
+    GPU when there is one (or the model at ``model_path``; ``"none"``: the analytical estimate alone), else
+    the analytical estimate."""
+    g = S.load(gpu) if isinstance(gpu, str) else gpu
+    x = featurize_module(mod, g)
+    m = None if model_path == "none" else _load_model(model_path or shipped_model_path(g.name))
+    if m is not None and m.calibrated:
+        return float(m.predict(x[None, :])[0])
+    return float(F.estimate_us_of(x)[0] / 1e3)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The PyCostModel
+# ---------------------------------------------------------------------------------------------------
+
+def _make_class():
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.cost_model import PyCostModel
+
+    @derived_object
+    class CostModel(PyCostModel):
+        """MetaSchedule cost model backed by costpass (see the module docstring).
+
+        Parameters
+        ----------
+        gpu : str
+            GPU spec name (``costpass.spec.available()``): the analytical model and the shipped model.
+        model_path : str, optional
+            A costpass model file to start from instead of the shipped one for ``gpu``; ``"none"`` starts
+            from the analytical estimate alone.
+        online : bool
+            Fit the residual model on the search's own measurements (default True).
+        min_online : int
+            Measurements needed before the first residual fit.
+        """
+
+        def __init__(self, gpu: str = "h100", model_path: str | None = None, online: bool = True,
+                     min_online: int = 16, seed: int = 0):
+            super().__init__()
+            self.gpu = S.load(gpu) if isinstance(gpu, str) else gpu
+            path = None if model_path == "none" else (model_path or shipped_model_path(self.gpu.name))
+            self.model_path = path
+            self.base = None
+            if path is not None:
+                try:
+                    self.base = _load_model(path)
+                    if not self.base.calibrated:
+                        logger.warning("costpass: %s is a rank model; using it for ordering only", path)
+                except ModelSchemaError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a broken file: say so, run analytically
+                    logger.warning("costpass: could not load %s (%s); using the analytical estimate", path, e)
+                    self.base = None
+            self.online = online
+            self.min_online = int(min_online)
+            self.seed = int(seed)
+            self._rows: dict = {}           # structural hash -> feature row (None when lowering failed)
+            self._X: list = []
+            self._y: list = []
+            self._base_ms: list = []
+            self._task: list = []
+            self.residual = None            # xgboost.Booster on ln(measured) - ln(base)
+            self._last_fit_n = 0
+            self._ref: dict = {}            # task key -> reference ms for the score
+            self.stats = {"predict_calls": 0, "update_calls": 0, "candidates_scored": 0,
+                          "candidates_measured": 0, "extract_failures": 0, "fallbacks": 0,
+                          "update_failures": 0, "residual_fits": 0, "extract_s": 0.0, "model_s": 0.0}
+
+        # ---- features ----------------------------------------------------------------------------
+        def _features(self, context, candidates) -> list:
+            import tvm_ffi
+            from . import demand as D
+
+            target = context.target if context is not None and context.target is not None \
+                else _target_for(self.gpu)
+            out = []
+            t0 = time.perf_counter()
+            for c in candidates:
+                mod = c.sch.mod
+                key = tvm_ffi.structural_hash(mod)
+                if key not in self._rows:
+                    try:
+                        self._rows[key] = F.featurize(D.extract(mod, target=target), self.gpu)
+                    except Exception as e:  # noqa: BLE001 - one bad candidate must not stop the search
+                        self.stats["extract_failures"] += 1
+                        logger.info("costpass: demand extraction failed (%s: %s); candidate scored 0",
+                                    type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+                        self._rows[key] = None
+                out.append(self._rows[key])
+            self.stats["extract_s"] += time.perf_counter() - t0
+            return out
+
+        def _base_ms_of(self, X: np.ndarray) -> np.ndarray:
+            est = F.estimate_us_of(X) / 1e3
+            if self.base is None:
+                return est
+            try:
+                p = self.base.predict(X)
+                if not self.base.calibrated:   # a rank model: scale its order onto the analytical range
+                    p = p / np.exp(np.mean(np.log(p))) * np.exp(np.mean(np.log(est)))
+                if not np.all(np.isfinite(p)) or np.any(p <= 0):
+                    raise FloatingPointError("non-finite or non-positive prediction")
+                return p
+            except Exception as e:  # noqa: BLE001
+                self.stats["fallbacks"] += 1
+                logger.warning("costpass: learned model failed (%s); analytical estimate used", e)
+                return est
+
+        def predict_ms(self, X: np.ndarray) -> np.ndarray:
+            """Latency predictions (ms) for feature rows: base model x online residual."""
+            X = np.atleast_2d(X)
+            base = self._base_ms_of(X)
+            if self.residual is None:
+                return base
+            try:
+                import xgboost as xgb
+                r = self.residual.predict(xgb.DMatrix(X))
+                p = base * np.exp(np.clip(r, -20, 20))
+                if not np.all(np.isfinite(p)):
+                    raise FloatingPointError("non-finite residual prediction")
+                return p
+            except Exception as e:  # noqa: BLE001
+                self.stats["fallbacks"] += 1
+                logger.warning("costpass: residual model failed (%s); base prediction used", e)
+                return base
+
+        # ---- PyCostModel interface -----------------------------------------------------------------
+        def predict(self, context, candidates) -> np.ndarray:
+            n = len(candidates)
+            self.stats["predict_calls"] += 1
+            self.stats["candidates_scored"] += n
+            scores = np.zeros(n, dtype="float64")
+            try:
+                rows = self._features(context, candidates)
+                ok = [i for i, r in enumerate(rows) if r is not None]
+                if not ok:
+                    return scores
+                t0 = time.perf_counter()
+                X = np.vstack([rows[i] for i in ok])
+                ms_pred = self.predict_ms(X)
+                self.stats["model_s"] += time.perf_counter() - t0
+                key = _task_key(context)
+                if key not in self._ref:
+                    self._ref[key] = float(np.min(ms_pred))
+                scores[ok] = self._ref[key] / np.maximum(ms_pred, 1e-9)
+            except Exception as e:  # noqa: BLE001 - never kill the tuning run
+                self.stats["fallbacks"] += 1
+                logger.warning("costpass: predict failed (%s: %s); candidates scored by the analytical "
+                               "estimate where possible", type(e).__name__, e)
+                scores = self._analytical_scores(context, candidates)
+            return scores
+
+        def _analytical_scores(self, context, candidates) -> np.ndarray:
+            out = np.zeros(len(candidates), dtype="float64")
+            try:
+                rows = self._features(context, candidates)
+                key = _task_key(context)
+                for i, r in enumerate(rows):
+                    if r is not None:
+                        est = float(F.estimate_us_of(r)[0] / 1e3)
+                        ref = self._ref.setdefault(key, est)
+                        out[i] = ref / max(est, 1e-9)
+            except Exception as e:  # noqa: BLE001
+                logger.warning("costpass: analytical fallback failed too (%s); uniform scores", e)
+            return out
+
+        def update(self, context, candidates, results) -> None:
+            self.stats["update_calls"] += 1
+            if not self.online:
+                return
+            try:
+                rows = self._features(context, candidates)
+                key = _task_key(context)
+                new = 0
+                for r, res in zip(rows, results):
+                    secs = [float(s) for s in (res.run_secs or [])]
+                    if r is None or res.error_msg is not None or not secs:
+                        continue
+                    ms_meas = float(np.median(secs)) * 1e3
+                    if not math.isfinite(ms_meas) or ms_meas <= 0:
+                        continue
+                    self._X.append(r)
+                    self._y.append(ms_meas)
+                    self._base_ms.append(float(self._base_ms_of(r[None, :])[0]))
+                    self._task.append(key)
+                    new += 1
+                self.stats["candidates_measured"] += new
+                n = len(self._y)
+                if n >= self.min_online and n - self._last_fit_n >= max(1, self._last_fit_n // 5):
+                    self._fit_residual()
+            except Exception as e:  # noqa: BLE001
+                self.stats["update_failures"] += 1
+                logger.warning("costpass: update failed (%s: %s); model left as it was", type(e).__name__, e)
+
+        def _fit_residual(self) -> None:
+            import xgboost as xgb
+
+            X = np.vstack(self._X)
+            r = np.log(np.asarray(self._y)) - np.log(np.asarray(self._base_ms))
+            params = dict(ONLINE_PARAMS, seed=self.seed)
+            self.residual = xgb.train(params, xgb.DMatrix(X, label=r), num_boost_round=ONLINE_ROUNDS)
+            self._last_fit_n = len(self._y)
+            self.stats["residual_fits"] += 1
+
+        def save(self, path: str) -> None:
+            obj = {
+                "format": ONLINE_FORMAT, "gpu": self.gpu.name, "model_path": self.model_path,
+                "feature_schema_hash": F.schema_hash(), "min_online": self.min_online, "seed": self.seed,
+                "online": {"X": [list(map(float, x)) for x in self._X], "y": self._y,
+                           "base_ms": self._base_ms, "task": self._task},
+                "residual": (json.loads(bytes(self.residual.save_raw(raw_format="json")).decode())
+                             if self.residual is not None else None),
+                "last_fit_n": self._last_fit_n, "ref": self._ref,
+            }
+            tmp = f"{path}.tmp{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(obj, f, separators=(",", ":"))
+            os.replace(tmp, path)
+
+        def load(self, path: str) -> None:
+            import xgboost as xgb
+
+            with open(path) as f:
+                obj = json.load(f)
+            if obj.get("format") != ONLINE_FORMAT:
+                raise ValueError(f"{path}: not a costpass online cost-model file")
+            if obj.get("feature_schema_hash") != F.schema_hash():
+                raise ModelSchemaError(f"{path}: saved with feature schema {obj.get('feature_schema_hash')}, "
+                                       f"this code computes {F.schema_hash()}")
+            on = obj["online"]
+            self._X = [np.asarray(x, dtype=np.float64) for x in on["X"]]
+            self._y = list(on["y"])
+            self._base_ms = list(on["base_ms"])
+            self._task = list(on["task"])
+            self._last_fit_n = int(obj.get("last_fit_n", 0))
+            self._ref = dict(obj.get("ref", {}))
+            self.residual = None
+            if obj.get("residual") is not None:
+                b = xgb.Booster()
+                b.load_model(bytearray(json.dumps(obj["residual"]).encode()))
+                self.residual = b
+
+    return CostModel
+
+
+def _task_key(context) -> str:
+    if context is None or context.mod is None:
+        return "?"
+    try:
+        from tvm.s_tir.meta_schedule.utils import shash2hex
+        return shash2hex(context.mod)
+    except Exception:  # noqa: BLE001
+        return str(getattr(context, "task_name", "?"))
+
+
+_CLS = None
+
+
+def CostModel(gpu: str = "h100", model_path: str | None = None, **kw):  # noqa: N802 - a class factory
+    """``costpass.CostModel(gpu="h100", model_path=None)``: a MetaSchedule ``PyCostModel`` (built lazily so
+    that ``import costpass`` does not import TVM)."""
+    global _CLS
+    if _CLS is None:
+        _CLS = _make_class()
+    return _CLS(gpu=gpu, model_path=model_path, **kw)
