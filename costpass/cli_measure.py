@@ -311,9 +311,11 @@ def _check_out(path: str, gpu_spec_name: str):
     if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise CLIError(f"--out {path}: not writable")
     if os.path.exists(path):
+        problems: list[str] = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RecordWarning)
-            names = sorted({r.gpu for r in read_records(path) if r.gpu and r.gpu != "unknown"})
+            names = sorted({r.gpu for r in read_records(path, problems) if r.gpu and r.gpu != "unknown"})
+        _warn_problems(problems)
         other = [n for n in names if gpu_key(n) != gpu_spec_name and gpu_spec_name not in
                  "".join(ch for ch in n.lower() if ch.isalnum())]
         if other:
@@ -399,7 +401,9 @@ def _run_measure(args) -> int:
     builder = ms_builder(max_workers=args.build_workers or os.cpu_count() or 1)
     runner = TR.make_runner(cfg, info.get("servers"))
     parallel = 1 if cfg.kind == "local" else max(1, int(info.get("servers") or 1))
-    with _Progress(len(cands), args.quiet) as prog:
+    from .measure.records import RecordWarning
+    with _Progress(len(cands), args.quiet) as prog, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecordWarning)   # unreadable lines of --out: reported above
         counts = TR.measure(cands, args.out, target=target, builder=builder, runner=runner, device=info, cfg=cfg,
                             tag=args.tag, parallel=parallel, on_event=prog.event)
     skipped = counts.pop("skipped", 0)

@@ -326,7 +326,7 @@ def _cleanup(path: str | None) -> None:
 
 def measure(cands: list, out: str, *, target, builder, runner, device: dict, cfg: RunnerConfig,
             tag: str = "", commit: str | None = None, batch: int = 64, parallel: int = 1,
-            read_clocks: Callable[[], dict] | None = None, module_of: Callable = apply_candidate,
+            read_clocks: Callable[[], dict] | None = None, module_of: Callable | None = None,
             on_event: Callable[[str, object], None] | None = None) -> dict:
     """Build and run ``cands``; append one record per candidate to ``out``; skip ids already there.
 
@@ -342,6 +342,7 @@ def measure(cands: list, out: str, *, target, builder, runner, device: dict, cfg
     from schedules import workloads as W
 
     emit = on_event or (lambda kind, payload: None)
+    module_of = module_of or apply_candidate
     done = R.recorded_ids(out)
     todo, seen = [], set(done)
     for c in cands:
