@@ -280,7 +280,7 @@ def _run_bundle(args) -> int:
         if not (rel.endswith(".tar.xz") and os.path.isfile(path)):
             raise CLIError("--round takes a snapshot .tar.xz (python3 -m costpass.measure.snapshot --bundle DIR "
                            "--out carry/snapN.tar.xz)")
-        total = args.budget_s + 60 + (args.ncu_budget_s + 60 if args.ncu_first else 0)
+        total = args.budget_s + 60 + (args.ncu_budget_s + 60 if args.ncu_first else 0) + 60   # + nvcc, set-up
         tag = args.tag or "round"
         cmd = f"bash costpass/measure/gpu_round.sh {rel} {tag} {args.budget_s} {args.ncu_first} {args.ncu_budget_s}\n"
     else:
