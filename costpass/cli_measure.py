@@ -23,6 +23,7 @@ from .cli import PROG, CLIError, _first_line, _info, write_output
 # data
 # --------------------------------------------------------------------------------------------------
 
+MAX_WARNINGS = 20
 STATUS_ABBR = {"build_error": "build_err", "load_error": "load_err", "run_error": "run_err",
                "timeout": "timeout", "wrong": "wrong"}
 
@@ -97,8 +98,10 @@ def _load_all(sources: list[str]):
 
 def _warn_problems(problems):
     sys.stdout.flush()
-    for p in problems:
+    for p in problems[:MAX_WARNINGS]:
         sys.stderr.write(f"{PROG}: warning: {p}\n")
+    if len(problems) > MAX_WARNINGS:
+        sys.stderr.write(f"{PROG}: warning: ... and {len(problems) - MAX_WARNINGS} more unreadable lines\n")
 
 
 def _fmt(x, fmt):
@@ -303,12 +306,12 @@ def _check_out(path: str, gpu_spec_name: str):
     d = os.path.dirname(os.path.abspath(path))
     if os.path.exists(path) and not os.path.isfile(path):
         raise CLIError(f"--out {path}: not a file")
-    if not os.path.isdir(d):
-        try:
-            os.makedirs(d, exist_ok=True)
-        except OSError as err:
-            raise CLIError(f"--out {path}: cannot create {d}: {_first_line(err)}") from None
-    if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+    base = d                                   # created when the first record is written
+    while not os.path.isdir(base):
+        if os.path.exists(base):
+            raise CLIError(f"--out {path}: {base} is not a folder")
+        base = os.path.dirname(base)
+    if not os.access(base, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise CLIError(f"--out {path}: not writable")
     if os.path.exists(path):
         problems: list[str] = []

@@ -186,10 +186,10 @@ def test_measure_local_without_cuda_fails_before_starting(capfd, tmp_path):
     import tvm
     if tvm.runtime.enabled("cuda") and tvm.cuda(0).exist:
         pytest.skip("this machine has a CUDA device")
-    out_file = tmp_path / "m.jsonl"
+    out_file = tmp_path / "new" / "m.jsonl"
     rc, out, err = run(BASE + ["--runner", "local", "--out", str(out_file)], capfd)
     assert_one_line_error(rc, out, err, "--runner local needs a CUDA GPU on this machine")
-    assert not out_file.exists()
+    assert not (tmp_path / "new").exists()        # nothing created
 
 
 def test_measure_rpc_unreachable_tracker(capfd, tmp_path):
@@ -348,7 +348,8 @@ def test_measure_after_a_torn_line(tmp_path):
     with open(out, "a") as f:
         f.write('{"workload": "gemm_fp16_1024", "candidate_id": "c2", "sta')     # killed mid-write
     r = FakeRunner(plan)
-    assert _measure(_cands(["c1", "c2"]), out, FakeBuilder(tmp_path), r) == {"skipped": 1, "ok": 1}
+    with pytest.warns(R.RecordWarning, match="m.jsonl:2: corrupted line skipped"):
+        assert _measure(_cands(["c1", "c2"]), out, FakeBuilder(tmp_path), r) == {"skipped": 1, "ok": 1}
     problems = []
     with pytest.warns(R.RecordWarning):
         recs = R.read_records(str(out), problems)
@@ -365,7 +366,7 @@ def test_measure_command_end_to_end_with_stand_ins(monkeypatch, capfd, tmp_path)
     monkeypatch.setattr(TR, "make_runner", lambda cfg, n=None: FakeRunner(plan))
     monkeypatch.setattr(TR, "apply_candidate", _module_of)
     monkeypatch.setattr(build, "ms_builder", lambda max_workers=1: FakeBuilder(tmp_path))
-    out = tmp_path / "m.jsonl"
+    out = tmp_path / "runs" / "m.jsonl"            # the folder is created with the first record
     rc, o, err = run(BASE + ["--out", str(out), "--tag", "cli"], capfd)
     assert rc == 0, err
     assert f"{out}: 2 ok; 0 already there (skipped)" in err
