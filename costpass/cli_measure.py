@@ -329,8 +329,7 @@ def _workloads(text: str):
     from .cli import _get_workload
     names = [n.strip() for n in (text or "").split(",") if n.strip()]
     if not names:
-        raise CLIError("--workload NAME[,NAME] is required (costpass diagnose --example list, or "
-                       "schedules/workloads.py, lists the names)")
+        raise CLIError("--workload NAME[,NAME] is required (the names are in schedules/workloads.py)")
     out = []
     for n in names:
         wl = _get_workload(n)
@@ -381,6 +380,7 @@ def _run_measure(args) -> int:
     if args.evolved and args.cost_model == "analytical":
         try:
             from .measure import search_model
+            from .metaschedule import CostModel  # noqa: F401  (what search_model.analytical builds)
         except ImportError as err:
             raise CLIError(f"--cost-model analytical is not available: {_first_line(err)}") from None
         cost_model_factory = lambda wl, _g=gpu.name: search_model.analytical(wl, gpu=_g)  # noqa: E731
