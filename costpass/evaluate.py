@@ -265,6 +265,12 @@ def trace_index(paths=(), search=(os.path.join(REPO, "datasets"), os.path.join(R
     return idx
 
 
+def record_trace(r):
+    """A record's own trace (``Record.trace_json``; older records keep it in ``extra``), or None."""
+    tj = getattr(r, "trace_json", None) or (r.extra or {}).get("trace_json")
+    return tj or None
+
+
 @dataclass
 class Dataset:
     gpu: str                    # spec name, e.g. "h100"
@@ -439,8 +445,9 @@ def load_dataset(gpu: str, records=None, traces: dict | None = None, extractor: 
     info = {"records": len(records), "ok_candidates": len(meas), "no_trace": 0, "unknown_workload": 0,
             "extract_failed": 0, "perstore_failed": 0, "gpu_names": sorted({r.gpu for r in records if r.gpu})}
     for r in records:
-        if r.candidate_id not in traces and r.extra.get("trace_json"):
-            traces[r.candidate_id] = (r.workload, r.extra["trace_json"])
+        tj = record_trace(r)
+        if tj and r.candidate_id not in traces:
+            traces[r.candidate_id] = (r.workload, tj)
     items = []
     for cid, (wl, _) in sorted(meas.items()):
         if cid not in traces:
@@ -495,8 +502,7 @@ def _xgb_reg(X, y_log, params=None, rounds=DEFAULT_ROUNDS, seed=0):
 
 
 def _xgb_pred(b, X):
-    import xgboost as xgb
-    return b.predict(xgb.DMatrix(X)).astype(np.float64)
+    return np.asarray(b.inplace_predict(np.asarray(X, dtype=np.float64))).astype(np.float64)
 
 
 _EST_COL = F.FEATURE_SCHEMA.index("log_estimate_us")

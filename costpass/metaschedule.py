@@ -201,8 +201,7 @@ def _make_class():
             if self.residual is None:
                 return base
             try:
-                import xgboost as xgb
-                r = self.residual.predict(xgb.DMatrix(X))
+                r = np.asarray(self.residual.inplace_predict(X))
                 p = base * np.exp(np.clip(r, -20, 20))
                 if not np.all(np.isfinite(p)):
                     raise FloatingPointError("non-finite residual prediction")

