@@ -508,7 +508,8 @@ def generate(out_dir, workloads=None, random_target=default_random_target, evolv
                                      exclude_mods=mods, max_seconds=chunk_seconds)
             t1 = time.time()
             counts = pack(cs, out, target, log=log)
-            if len(cs) < min(chunk, want):
+            if len(cs) < min(chunk, want) or counts["duplicates"] > counts["built"]:
+                # space exhausted, or the new traces mostly compile to CUDA sources already packed
                 exhausted.add(name)
             progressed |= bool(cs)
             log(f"random r{rnd} {name}: +{counts['built']} built, {counts['failed']} failed, "
