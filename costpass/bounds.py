@@ -69,9 +69,9 @@ class KernelBounds:
     waves: Waves
     bounds_us: dict           # pipe -> time bound in microseconds
     bottleneck: str           # pipe with the largest throughput bound
-    ceiling_us: float         # best time the demand allows (largest throughput bound + launch)
+    ceiling_us: float         # best time the demand allows: largest hard bound (pipes, compulsory DRAM) + launch
     estimate_us: float        # analytical latency estimate
-    utilization: dict         # pipe -> bound / ceiling (utilization of that pipe at the ceiling)
+    utilization: dict         # pipe -> bound / bottleneck bound (pressure relative to the bottleneck)
     launch_us: float
     flops: float              # useful FLOP (tensor + non-tensor)
     dram_bytes: float
@@ -215,7 +215,12 @@ def analyze(d: KernelDemand, g: GPUSpec) -> KernelBounds:
     named = max((p for p in throughput if p != "issue"), key=lambda p: throughput[p])
     if bottleneck == "issue" and throughput[named] >= 0.95 * throughput["issue"]:
         bottleneck = named   # a tie with the issue rate: name the pipe (an FFMA-only loop is FMA-bound)
-    ceiling = throughput[bottleneck] + launch
+    # The ceiling is a lower bound on time: hard per-SM pipe limits and the *compulsory* DRAM traffic
+    # only. The L2 term (sector traffic before L1 hits, at an estimated bandwidth) and the DRAM re-read
+    # term enter the estimate and the diagnosis, not the ceiling.
+    hard = {p: v for p, v in throughput.items() if p not in ("l2", "dram")}
+    hard["dram"] = d.memory.get("dram_bytes", 0.0) / (g.memory["dram_bandwidth_gbs"] * 1e9) * 1e6
+    ceiling = max(hard.values()) + launch
     rest = sum(throughput.values()) - throughput[bottleneck] - throughput["issue"]
     if bottleneck == "issue":
         rest = sum(v for p, v in throughput.items() if p != "issue") - max(
@@ -225,7 +230,8 @@ def analyze(d: KernelDemand, g: GPUSpec) -> KernelBounds:
         bottleneck_est = "latency"
     else:
         bottleneck_est = bottleneck
-    util = {p: (v / (ceiling - launch) if ceiling > launch else 0.0) for p, v in b.items()}
+    top = throughput[bottleneck]
+    util = {p: (v / top if top > 0 else 0.0) for p, v in b.items()}   # pressure relative to the bottleneck
     flops = d.flops + sum(d.tensor_flops.values())
     dram = _dram_bytes(d, g)
     return KernelBounds(
