@@ -854,7 +854,7 @@ class _Renderer:
         t.add_column("bound", justify="right", no_wrap=True)
         t.add_column("share", justify="right", no_wrap=True)
         barw = max(10, min(40, self.c.width - 50))
-        t.add_column("pressure (bound / ceiling)", no_wrap=True, width=barw)
+        t.add_column("pressure (bound / bottleneck)", no_wrap=True, width=barw)
         for r in gd.pipes:
             lat = r.pipe == "latency"
             style = "bold" if r.bottleneck else None
