@@ -35,7 +35,9 @@ per workload, best measured latency / best measured latency among the 1 / 5 cand
 fastest (1.0 = it found the best), mean over workloads; **worst top-1**: the lowest workload's top-1.
 Splits: GroupKFold over workloads (a workload's candidates are all in one fold), so every score is on
 workloads the model never saw. Cross-GPU rows train on one GPU's training folds and score the other GPU's
-measurements of the held-out workloads (same candidates)."""
+measurements of the held-out workloads (same candidates). Search-time adaptation: k candidates of each
+held-out workload are revealed (seeded random choice) as a tuning session would measure them; every k is
+scored on the same never-revealed candidates (see `costpass.evaluate.online_adaptation`)."""
 
 METHOD_TEXT = """\
 Methods: `analytical`: costpass's analytical estimate, no fit. `analytical-scaled`: same x one global factor
@@ -80,9 +82,12 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(E.METHODS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-cross", action="store_true", help="skip the cross-GPU scenarios")
+    ap.add_argument("--online-k", default="0,8", help="revealed candidates per held-out workload for the "
+                    "search-time adaptation scenario ('' to skip)")
     ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "evaluate"))
     ap.add_argument("--ship", action="store_true", help="fit on all data of each GPU, write costpass/models/")
     ap.add_argument("--ship-variant", default="costpass-reg-resid")
+    ap.add_argument("--ship-only", action="store_true", help="only fit and write the shipped models (no evaluation)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
 
@@ -98,7 +103,7 @@ def main(argv=None) -> int:
         return 2
     traces = E.trace_index(a.traces)
     ex = E.Extractor(progress=not a.no_progress)
-    need_ps = E._needs_perstore(methods)
+    need_ps = E._needs_perstore(methods) and not a.ship_only
     dsets = {}
     for g in gpus:
         t0 = time.time()
@@ -114,6 +119,8 @@ def main(argv=None) -> int:
         "datasets": {g: d.info for g, d in dsets.items()}, "extraction": ex.timing, "scenarios": {},
     }
     for g, ds in dsets.items():
+        if a.ship_only:
+            break
         if len(set(ds.workloads)) < 2:
             print(f"[{g}] fewer than 2 workloads: no cross-validation", flush=True)
             continue
@@ -121,7 +128,15 @@ def main(argv=None) -> int:
         result["scenarios"][f"{g} leave-workload-out"] = r
         print(f"\n## {g} leave-workload-out ({r['n']} candidates, {r['n_workloads']} workloads)\n"
               + E.markdown_table(r), flush=True)
-    if not a.no_cross:
+        ks = [int(k) for k in a.online_k.split(",") if k.strip()]
+        if ks:
+            om = [m for m in E.ONLINE_METHODS if m != "tvm-xgbmodel+k" or "tvm-xgbmodel" in methods]
+            r = E.online_adaptation(ds, folds=a.folds, ks=ks, seed=a.seed, methods=om,
+                                    progress=not a.no_progress)
+            result["scenarios"][f"{g} search-time adaptation (k revealed per held-out workload)"] = r
+            print(f"\n## {g} search-time adaptation ({r['n']} candidates scored, {r['n_workloads']} workloads)\n"
+                  + E.markdown_table(r), flush=True)
+    if not a.no_cross and not a.ship_only:
         for ga in dsets:
             for gb in dsets:
                 if ga == gb:
@@ -139,7 +154,8 @@ def main(argv=None) -> int:
                 result["scenarios"][f"train {ga} -> test {gb}, same workloads"] = r
                 print(f"\n## train {ga} -> test {gb}, same workloads (seen on {ga})\n" + E.markdown_table(r),
                       flush=True)
-    if a.ship:
+    if a.ship or a.ship_only:
+        a.ship = True
         out_dir = os.path.join(REPO, "costpass", "models")
         result["shipped"] = {}
         for g, ds in dsets.items():

@@ -39,16 +39,12 @@ import numpy as np
 from . import bounds as B
 from . import features as F
 from . import spec as S
-from .model import CostpassModel, ModelSchemaError
+from .model import CostpassModel, ModelSchemaError, OnlineResidual
 
 logger = logging.getLogger("costpass.metaschedule")
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 ONLINE_FORMAT = "costpass-online-cost-model"
-ONLINE_PARAMS = {"max_depth": 3, "eta": 0.15, "subsample": 1.0, "colsample_bytree": 1.0,
-                 "min_child_weight": 3.0, "lambda": 4.0, "tree_method": "hist", "nthread": 1, "max_bin": 32,
-                 "objective": "reg:squarederror"}
-ONLINE_ROUNDS = 60
 
 
 def shipped_model_path(gpu: str) -> str | None:
@@ -143,12 +139,7 @@ def _make_class():
             self.min_online = int(min_online)
             self.seed = int(seed)
             self._rows: dict = {}           # structural hash -> feature row (None when lowering failed)
-            self._X: list = []
-            self._y: list = []
-            self._base_ms: list = []
-            self._task: list = []
-            self.residual = None            # xgboost.Booster on ln(measured) - ln(base)
-            self._last_fit_n = 0
+            self.online_model = OnlineResidual(min_n=min_online, seed=seed)
             self._ref: dict = {}            # task key -> reference ms for the score
             self.stats = {"predict_calls": 0, "update_calls": 0, "candidates_scored": 0,
                           "candidates_measured": 0, "extract_failures": 0, "fallbacks": 0,
@@ -198,11 +189,10 @@ def _make_class():
             """Latency predictions (ms) for feature rows: base model x online residual."""
             X = np.atleast_2d(X)
             base = self._base_ms_of(X)
-            if self.residual is None:
+            if self.online_model.booster is None:
                 return base
             try:
-                r = np.asarray(self.residual.inplace_predict(X))
-                p = base * np.exp(np.clip(r, -20, 20))
+                p = self.online_model.correct(X, base)
                 if not np.all(np.isfinite(p)):
                     raise FloatingPointError("non-finite residual prediction")
                 return p
@@ -258,7 +248,7 @@ def _make_class():
             try:
                 rows = self._features(context, candidates)
                 key = _task_key(context)
-                new = 0
+                X, y, b = [], [], []
                 for r, res in zip(rows, results):
                     secs = [float(s) for s in (res.run_secs or [])]
                     if r is None or res.error_msg is not None or not secs:
@@ -266,47 +256,33 @@ def _make_class():
                     ms_meas = float(np.median(secs)) * 1e3
                     if not math.isfinite(ms_meas) or ms_meas <= 0:
                         continue
-                    self._X.append(r)
-                    self._y.append(ms_meas)
-                    self._base_ms.append(float(self._base_ms_of(r[None, :])[0]))
-                    self._task.append(key)
-                    new += 1
-                self.stats["candidates_measured"] += new
-                n = len(self._y)
-                if n >= self.min_online and n - self._last_fit_n >= max(1, self._last_fit_n // 5):
-                    self._fit_residual()
+                    X.append(r)
+                    y.append(ms_meas)
+                if X:
+                    X = np.vstack(X)
+                    n0 = len(self.online_model)
+                    if self.online_model.add(X, y, self._base_ms_of(X), task=key):
+                        self.stats["residual_fits"] += 1
+                    self.stats["candidates_measured"] += len(self.online_model) - n0
             except Exception as e:  # noqa: BLE001
                 self.stats["update_failures"] += 1
                 logger.warning("costpass: update failed (%s: %s); model left as it was", type(e).__name__, e)
 
-        def _fit_residual(self) -> None:
-            import xgboost as xgb
-
-            X = np.vstack(self._X)
-            r = np.log(np.asarray(self._y)) - np.log(np.asarray(self._base_ms))
-            params = dict(ONLINE_PARAMS, seed=self.seed)
-            self.residual = xgb.train(params, xgb.DMatrix(X, label=r), num_boost_round=ONLINE_ROUNDS)
-            self._last_fit_n = len(self._y)
-            self.stats["residual_fits"] += 1
+        @property
+        def residual(self):
+            """The online residual booster (None before the first fit)."""
+            return self.online_model.booster
 
         def save(self, path: str) -> None:
-            obj = {
-                "format": ONLINE_FORMAT, "gpu": self.gpu.name, "model_path": self.model_path,
-                "feature_schema_hash": F.schema_hash(), "min_online": self.min_online, "seed": self.seed,
-                "online": {"X": [list(map(float, x)) for x in self._X], "y": self._y,
-                           "base_ms": self._base_ms, "task": self._task},
-                "residual": (json.loads(bytes(self.residual.save_raw(raw_format="json")).decode())
-                             if self.residual is not None else None),
-                "last_fit_n": self._last_fit_n, "ref": self._ref,
-            }
+            obj = {"format": ONLINE_FORMAT, "gpu": self.gpu.name, "model_path": self.model_path,
+                   "feature_schema_hash": F.schema_hash(), "online": self.online_model.to_json(),
+                   "ref": self._ref}
             tmp = f"{path}.tmp{os.getpid()}"
             with open(tmp, "w") as f:
                 json.dump(obj, f, separators=(",", ":"))
             os.replace(tmp, path)
 
         def load(self, path: str) -> None:
-            import xgboost as xgb
-
             with open(path) as f:
                 obj = json.load(f)
             if obj.get("format") != ONLINE_FORMAT:
@@ -314,18 +290,8 @@ def _make_class():
             if obj.get("feature_schema_hash") != F.schema_hash():
                 raise ModelSchemaError(f"{path}: saved with feature schema {obj.get('feature_schema_hash')}, "
                                        f"this code computes {F.schema_hash()}")
-            on = obj["online"]
-            self._X = [np.asarray(x, dtype=np.float64) for x in on["X"]]
-            self._y = list(on["y"])
-            self._base_ms = list(on["base_ms"])
-            self._task = list(on["task"])
-            self._last_fit_n = int(obj.get("last_fit_n", 0))
+            self.online_model = OnlineResidual.from_json(obj["online"])
             self._ref = dict(obj.get("ref", {}))
-            self.residual = None
-            if obj.get("residual") is not None:
-                b = xgb.Booster()
-                b.load_model(bytearray(json.dumps(obj["residual"]).encode()))
-                self.residual = b
 
     return CostModel
 

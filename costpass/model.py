@@ -234,3 +234,88 @@ def read_header(path: str) -> dict:
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as f:
         return json.loads(f.read().decode())["header"]
+
+
+class OnlineResidual:
+    """A second, small XGBoost model fitted during a search on ln(measured) - ln(base prediction).
+
+    ``add`` appends measured candidates (feature rows, measured ms, the base model's ms) and refits when
+    there are at least ``min_n`` of them and they grew by 20% since the last fit (TVM's XGBModel uses the
+    same rule). ``correct(X, base_ms)`` returns base_ms x exp(residual prediction) (base_ms before the first
+    fit). Used by ``costpass.CostModel`` and evaluated offline by ``costpass.evaluate.online_adaptation``.
+    """
+
+    PARAMS = {"max_depth": 3, "eta": 0.15, "subsample": 1.0, "colsample_bytree": 1.0,
+              "min_child_weight": 3.0, "lambda": 4.0, "tree_method": "hist", "nthread": 1, "max_bin": 32,
+              "objective": "reg:squarederror"}
+    ROUNDS = 60
+
+    def __init__(self, min_n: int = 16, seed: int = 0, params: dict | None = None, rounds: int = ROUNDS):
+        self.min_n = int(min_n)
+        self.seed = int(seed)
+        self.params = {**self.PARAMS, **(params or {})}
+        self.rounds = int(rounds)
+        self.X: list = []
+        self.y: list = []
+        self.base: list = []
+        self.task: list = []
+        self.booster = None
+        self.last_fit_n = 0
+        self.fits = 0
+
+    def __len__(self):
+        return len(self.y)
+
+    def add(self, X, y_ms, base_ms, task=None) -> bool:
+        """Append measurements; returns True when the model was refitted."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        for x, y, b in zip(X, np.atleast_1d(y_ms), np.atleast_1d(base_ms)):
+            if not (np.isfinite(y) and y > 0 and np.isfinite(b) and b > 0):
+                continue
+            self.X.append(x)
+            self.y.append(float(y))
+            self.base.append(float(b))
+            self.task.append(task)
+        n = len(self.y)
+        if n >= self.min_n and n - self.last_fit_n >= max(1, self.last_fit_n // 5):
+            self.fit()
+            return True
+        return False
+
+    def fit(self) -> None:
+        import xgboost as xgb
+
+        X = np.vstack(self.X)
+        r = np.log(np.asarray(self.y)) - np.log(np.asarray(self.base))
+        self.booster = xgb.train(dict(self.params, seed=self.seed), xgb.DMatrix(X, label=r),
+                                 num_boost_round=self.rounds)
+        self.last_fit_n = len(self.y)
+        self.fits += 1
+
+    def correct(self, X, base_ms) -> np.ndarray:
+        base_ms = np.asarray(base_ms, dtype=np.float64)
+        if self.booster is None:
+            return base_ms
+        r = np.asarray(self.booster.inplace_predict(np.atleast_2d(np.asarray(X, dtype=np.float64))))
+        return base_ms * np.exp(np.clip(r, -20, 20))
+
+    def to_json(self) -> dict:
+        return {"min_n": self.min_n, "seed": self.seed, "params": self.params, "rounds": self.rounds,
+                "X": [list(map(float, x)) for x in self.X], "y": self.y, "base_ms": self.base,
+                "task": self.task, "last_fit_n": self.last_fit_n, "fits": self.fits,
+                "booster": (json.loads(bytes(self.booster.save_raw(raw_format="json")).decode())
+                            if self.booster is not None else None)}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "OnlineResidual":
+        import xgboost as xgb
+
+        o = cls(min_n=obj["min_n"], seed=obj["seed"], params=obj["params"], rounds=obj["rounds"])
+        o.X = [np.asarray(x, dtype=np.float64) for x in obj["X"]]
+        o.y, o.base, o.task = list(obj["y"]), list(obj["base_ms"]), list(obj["task"])
+        o.last_fit_n, o.fits = int(obj["last_fit_n"]), int(obj.get("fits", 0))
+        if obj.get("booster") is not None:
+            b = xgb.Booster()
+            b.load_model(bytearray(json.dumps(obj["booster"]).encode()))
+            o.booster = b
+        return o

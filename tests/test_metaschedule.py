@@ -95,7 +95,7 @@ def test_cost_model_in_tune_tir(tmp_path):
     cm.save(str(tmp_path / "cm.json"))
     cm2 = costpass.CostModel(gpu="h100")
     cm2.load(str(tmp_path / "cm.json"))
-    X = np.vstack(cm._X)
+    X = np.vstack(cm.online_model.X)
     assert np.allclose(cm.predict_ms(X), cm2.predict_ms(X))
 
 
