@@ -129,3 +129,15 @@ def test_pipeline_on_fixture(fixture_dataset):
     for m, r in res["methods"].items():
         assert r["n"] == len(ds) and r["kendall_tau"] is not None, m
         assert (r["mape"] is None) == (not E.CALIBRATED[m])
+
+
+def test_transfer_and_online_adaptation():
+    a, b = _synthetic_dataset("h100", per=24), _synthetic_dataset("h200", per=24, seed=0)
+    r = E.transfer(a, b, methods=("analytical", "costpass-reg-resid"))
+    assert r["n"] == len(b) and r["methods"]["costpass-reg-resid"]["median_ape"] < 0.2
+    # revealing 8 measured candidates per held-out workload lets the online residual model learn the
+    # occupancy factor the analytical estimate misses
+    on = E.online_adaptation(a, folds=3, ks=(0, 8), methods=("analytical+online",), progress=False)
+    r0, r8 = on["methods"]["analytical+online k=0"], on["methods"]["analytical+online k=8"]
+    assert r0["n"] == r8["n"] == on["n"] == 6 * (24 - 8)      # scored on the same never-revealed candidates
+    assert r8["median_ape"] < 0.5 * r0["median_ape"]
