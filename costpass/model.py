@@ -54,6 +54,29 @@ class ModelSchemaError(ValueError):
     """The model file was trained on a different feature schema than this code computes."""
 
 
+class StaleModelWarning(UserWarning):
+    """Same feature schema, but the code behind the features (demand pass, analytical model, GPU specs)
+    changed since the model was trained: its inputs may have shifted; retraining is advised."""
+
+
+_PKG = os.path.dirname(os.path.abspath(__file__))
+_CODE_FILES = ("demand.py", "bounds.py", "records.py", "features.py")
+
+
+def code_hashes() -> dict:
+    """sha256 prefixes of the source files the features depend on, and of each GPU spec file."""
+    out = {}
+    for name in _CODE_FILES:
+        with open(os.path.join(_PKG, name), "rb") as f:
+            out[name] = hashlib.sha256(f.read()).hexdigest()[:12]
+    gdir = os.path.join(_PKG, "gpus")
+    for name in sorted(os.listdir(gdir)) if os.path.isdir(gdir) else []:
+        if name.endswith(".toml"):
+            with open(os.path.join(gdir, name), "rb") as f:
+                out[f"gpus/{name}"] = hashlib.sha256(f.read()).hexdigest()[:12]
+    return out
+
+
 def data_hash(X: np.ndarray, y: np.ndarray, groups=None) -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(np.asarray(X, dtype=np.float32)).tobytes())
@@ -168,6 +191,7 @@ class CostpassModel:
             "feature_schema": {"version": FEATURE_SCHEMA.version, "names": list(FEATURE_SCHEMA.names),
                                "hash": schema_hash()},
             "training_data_hash": dhash,
+            "code_hashes": code_hashes(),
             "n_train": int(n),
             "n_groups": int(len(set(map(str, groups)))) if groups is not None else None,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -198,6 +222,15 @@ class CostpassModel:
                 f"this code computes {FEATURE_SCHEMA.version!r} (hash {schema_hash()}); retrain the model "
                 f"(benchmarks/evaluate.py --ship) or use the costpass version that wrote it "
                 f"({h.get('costpass_version')})")
+        saved = h.get("code_hashes") or {}
+        now = code_hashes()
+        changed = [k for k in saved if k in now and saved[k] != now[k]
+                   and (not k.startswith("gpus/") or k[5:-5] in (h.get("gpus") or []))]
+        if changed:
+            import warnings
+            warnings.warn(f"{source}: {', '.join(changed)} changed since this model was trained "
+                          f"({h.get('date')}); the features it sees may have shifted: retrain "
+                          f"(python3 benchmarks/evaluate.py --ship-only)", StaleModelWarning, stacklevel=3)
         m = cls(params=h.get("params"), objective=h.get("objective", "reg"), seed=h.get("seed", 0),
                 target=h.get("target", "log"), num_rounds=h.get("num_rounds", DEFAULT_ROUNDS),
                 gpus=h.get("gpus", ()))

@@ -79,3 +79,15 @@ def test_no_pickle_in_file(tmp_path):
     path = CostpassModel(num_rounds=5).fit(X, y).save(str(tmp_path / "m.json"))
     obj = json.load(open(path))          # plain JSON all the way down
     assert obj["format"] == "costpass-model" and "learner" in obj["booster"]
+
+
+def test_stale_code_warns(tmp_path):
+    from costpass.model import StaleModelWarning
+    X, y, _ = synthetic(60)
+    path = CostpassModel(num_rounds=5, gpus=["h100"]).fit(X, y).save(str(tmp_path / "m.json"))
+    obj = json.load(open(path))
+    assert "bounds.py" in obj["header"]["code_hashes"]
+    obj["header"]["code_hashes"]["bounds.py"] = "000000000000"
+    json.dump(obj, open(path, "w"))
+    with pytest.warns(StaleModelWarning, match="bounds.py"):
+        CostpassModel.load(path)
