@@ -1,7 +1,7 @@
 """Check the demand pass against Nsight Compute: counted / measured per pipe.
 
-    python3 benchmarks/validate_demand.py --manifest carry/bundle_v1/manifest.jsonl \
-        --ncu datasets/h100/ncu.jsonl.xz [--out benchmarks/results/demand_vs_ncu]
+    python3 benchmarks/validate_demand.py --manifest h100 \
+        --ncu datasets/ncu/h100_r1.jsonl.xz datasets/ncu/h100_r2.jsonl.xz [--out benchmarks/results/demand_vs_ncu]
 
 For each profiled kernel (raw counters committed under datasets/), the candidate's schedule is
 re-created from its MetaSchedule trace, the demand pass counts it, and the ratio counted/measured is
@@ -59,14 +59,21 @@ def _pct(xs, q):
 
 def collect(manifest_path, ncu_path, limit=None):
     man = {}
-    with _open(manifest_path) as f:
-        for line in f:
-            e = json.loads(line)
-            man[e["id"]] = e
+    if Path(manifest_path).exists():
+        with _open(manifest_path) as f:
+            for line in f:
+                e = json.loads(line)
+                man[e["id"]] = e
+    else:   # a GPU name: the measured records carry their schedules (trace JSON)
+        from costpass import data
+        for r in data.load(manifest_path):
+            man[r.candidate_id] = {"id": r.candidate_id, "workload": r.workload, "trace_json": r.trace_json}
     rows = []
     cache = {}
-    with _open(ncu_path) as f:
-        ncu = [json.loads(line) for line in f if line.strip()]
+    ncu = []
+    for path in ([ncu_path] if isinstance(ncu_path, str) else ncu_path):
+        with _open(path) as f:
+            ncu += [json.loads(line) for line in f if line.strip()]
     for r in ncu[:limit]:
         cid = r["candidate_id"]
         entry = man.get(cid)
@@ -139,17 +146,18 @@ def markdown(summary, meta) -> str:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--manifest", required=True)
-    ap.add_argument("--ncu", required=True)
+    ap.add_argument("--manifest", default="h100",
+                    help="bundle manifest.jsonl, or a GPU name whose measured records carry the traces")
+    ap.add_argument("--ncu", nargs="+", required=True, help="Nsight Compute record files (jsonl[.xz])")
     ap.add_argument("--out", default="benchmarks/results/demand_vs_ncu")
     ap.add_argument("--limit", type=int)
     args = ap.parse_args()
     rows = collect(args.manifest, args.ncu, args.limit)
     summary = summarise(rows)
-    with _open(args.ncu) as f:
+    with _open(args.ncu[0]) as f:
         first = json.loads(f.readline())
     meta = {"gpu": first.get("gpu", "?"), "date": time.strftime("%Y-%m-%d"),
-            "command": "python3 benchmarks/validate_demand.py --manifest " + args.manifest + " --ncu " + args.ncu}
+            "command": "python3 benchmarks/validate_demand.py --manifest " + args.manifest + " --ncu " + " ".join(args.ncu)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1))
     Path(args.out + ".md").write_text(markdown(summary, meta))

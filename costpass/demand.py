@@ -871,8 +871,12 @@ class _KernelWalker:
             raise _Unknown("multi-dimensional index after flattening")
         addr = np.asarray(self.evaluator.eval(idx), dtype=np.int64)
         elem = max(1, bits // 8)
-        if addr.ndim < 2:
-            addr = np.broadcast_to(addr.reshape(addr.shape + (1,) * (2 - addr.ndim)), (_SAMPLES, 32))
+        if addr.ndim == 0:
+            addr = np.broadcast_to(addr, (_SAMPLES, 32))
+        elif addr.ndim == 1:        # a vector index that uses no thread or loop variable
+            addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[0]))
+        elif addr.ndim > 3 or addr.shape[0] not in (1, _SAMPLES):
+            raise _Unknown(f"index of shape {addr.shape}")
         mask = self._pred_mask(ctx) if ctx.preds else self.lane_valid
         return addr * elem, mask, elem
 
@@ -880,7 +884,10 @@ class _KernelWalker:
         """Average 32-byte sectors per warp-level request."""
         try:
             addr, mask, elem = self._addresses(indices, bits, lanes, ctx)
-        except _Unknown:
+            if addr.ndim == 2:
+                addr = addr[..., None]
+            addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))
+        except (_Unknown, ValueError):
             width = bits * lanes // 8
             return min(32.0, max(1.0, 32 * width / 32))
         if addr.ndim == 2:
@@ -897,7 +904,10 @@ class _KernelWalker:
         ideal = max(1.0, math.ceil(32 * width / 128))
         try:
             addr, mask, elem = self._addresses(indices, bits, lanes, ctx)
-        except _Unknown:
+            if addr.ndim == 2:
+                addr = addr[..., None]
+            addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))
+        except (_Unknown, ValueError):
             return ideal, ideal
         if addr.ndim == 2:
             addr = addr[..., None]
