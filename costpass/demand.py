@@ -842,10 +842,7 @@ class _KernelWalker:
             self.mem["global_store_sectors" if is_store else "global_load_sectors"] += tot_sectors
             req = width * lanes_per_warp * W
             self.mem["global_store_bytes" if is_store else "global_load_bytes"] += req
-            tr = self.global_traffic.setdefault(name, [0.0, 0.0, 0.0])
-            tr[1 if is_store else 0] += tot_sectors
-            if info is not None:
-                tr[2] = info.elements * info.bits / 8
+            self._traffic(name, tot_sectors, is_store)
             return
         if scope.startswith("shared"):
             n_inst = max(1, -(-width // 16))
@@ -862,6 +859,14 @@ class _KernelWalker:
                 self.mem["local_bytes"] += width * lanes_per_warp * W
             return
         # warp / wmma.* scopes: registers
+
+    def _traffic(self, name, sectors, is_store):
+        """Add sectors to a global buffer's load or store traffic (for the DRAM/L2 estimate)."""
+        tr = self.global_traffic.setdefault(name, [0.0, 0.0, 0.0])
+        tr[1 if is_store else 0] += sectors
+        info = self.buffers.get(name)
+        if info is not None:
+            tr[2] = info.elements * info.bits / 8
 
     def _addresses(self, indices, bits, lanes, ctx):
         """Byte addresses per (sample, lane[, vector lane]) and the active-lane mask."""
@@ -1109,11 +1114,7 @@ class _KernelWalker:
                 self.mem["global_load_bytes"] += nbytes * W
                 self.mem["global_load_sectors"] += nbytes / 32 * W
                 if load is not None:
-                    tr = self.global_traffic.setdefault(_load_name(load), [0.0, 0.0, 0.0])
-                    tr[0] += nbytes / 32 * W
-                    info = self.buffers.get(_load_name(load))
-                    if info:
-                        tr[2] = info.elements * info.bits / 8
+                    self._traffic(_load_name(load), nbytes / 32 * W, is_store=False)
             self._count_expr(args[4], ctx, W, ints, cidx)
         elif op == "tvm_store_matrix_sync":
             dt = self._frag_dtype(args[0])
@@ -1129,11 +1130,7 @@ class _KernelWalker:
                 self.mem["global_store_bytes"] += nbytes * W
                 self.mem["global_store_sectors"] += nbytes / 32 * W
                 if load is not None:
-                    tr = self.global_traffic.setdefault(_load_name(load), [0.0, 0.0, 0.0])
-                    tr[1] += nbytes / 32 * W
-                    info = self.buffers.get(_load_name(load))
-                    if info:
-                        tr[2] = info.elements * info.bits / 8
+                    self._traffic(_load_name(load), nbytes / 32 * W, is_store=True)
         elif op == "tvm_fill_fragment":
             dt = self._frag_dtype(args[0])
             self.inst["int_alu"] += 256 * _dtype_bits(dt) // 8 // (32 * 4) * W
