@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(E.METHODS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-cross", action="store_true", help="skip the cross-GPU scenarios")
-    ap.add_argument("--online-k", default="0,8", help="revealed candidates per held-out workload for the "
+    ap.add_argument("--online-k", default="0,8,24", help="revealed candidates per held-out workload for the "
                     "search-time adaptation scenario ('' to skip)")
     ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "evaluate"))
     ap.add_argument("--ship", action="store_true", help="fit on all data of each GPU, write costpass/models/")

@@ -423,7 +423,8 @@ def available_gpus(root: str | None = None) -> list:
     root = root or data.DATASETS
     if not os.path.isdir(root):
         return []
-    return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))
+    known = set(S.available())      # folders named after a GPU spec (not ncu/, noise/ ...)
+    return sorted(d for d in os.listdir(root) if d in known and os.path.isdir(os.path.join(root, d))
                   and data.dataset_files(os.path.join(root, d)))
 
 
