@@ -274,11 +274,6 @@ def _run_bundle(args) -> int:
     carry = list(remote.CARRY) + [rel]
     if args.resume_from:
         carry.append(args.resume_from)
-    for c in remote.CARRY:
-        if not os.path.exists(os.path.join(remote.REPO, c)):
-            how = "python3 -m costpass.measure.remote wheel" if c == remote.WHEEL_DIR else \
-                "python3 -m costpass.measure.remote runtime"
-            _info(f"warning: {c} is missing; make it with: {how}")
     if args.round:
         if not (rel.endswith(".tar.xz") and os.path.isfile(path)):
             raise CLIError("--round takes a snapshot .tar.xz (python3 -m costpass.measure.snapshot --bundle DIR "
@@ -293,6 +288,11 @@ def _run_bundle(args) -> int:
     if total > 600:
         raise CLIError(f"budget too large for one device call: {total} s with the set-up margins, a call may take "
                        "600 s (lower --budget-s or --ncu-budget-s)")
+    for c in remote.CARRY:
+        if not os.path.exists(os.path.join(remote.REPO, c)):
+            how = "python3 -m costpass.measure.remote wheel" if c == remote.WHEEL_DIR else \
+                "python3 -m costpass.measure.remote runtime"
+            _info(f"warning: {c} is missing; make it with: {how}")
     sys.stdout.write(cmd if cmd.endswith("\n") else cmd + "\n")
     sys.stdout.write(f"# carry: {' '.join(carry)}\n")
     return 0
