@@ -869,7 +869,7 @@ class _KernelWalker:
             tr[2] = info.elements * info.bits / 8
 
     def _addresses(self, indices, bits, lanes, ctx):
-        """Byte addresses per (sample, lane[, vector lane]) and the active-lane mask."""
+        """Byte addresses per (sample, lane, vector lane) and the active-lane mask."""
         self._sample_loops(ctx)
         idx = indices[0] if len(indices) == 1 else None
         if idx is None:
@@ -882,6 +882,9 @@ class _KernelWalker:
             addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[0]))
         elif addr.ndim > 3 or addr.shape[0] not in (1, _SAMPLES):
             raise _Unknown(f"index of shape {addr.shape}")
+        if addr.ndim == 2:
+            addr = addr[..., None]
+        addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))   # (sample, lane, vector lane)
         mask = self._pred_mask(ctx) if ctx.preds else self.lane_valid
         return addr * elem, mask, elem
 
@@ -889,15 +892,9 @@ class _KernelWalker:
         """Average 32-byte sectors per warp-level request."""
         try:
             addr, mask, elem = self._addresses(indices, bits, lanes, ctx)
-            if addr.ndim == 2:
-                addr = addr[..., None]
-            addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))
         except (_Unknown, ValueError):
             width = bits * lanes // 8
             return min(32.0, max(1.0, 32 * width / 32))
-        if addr.ndim == 2:
-            addr = addr[..., None]
-        addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))
         first = addr // 32
         last = (addr + elem - 1) // 32
         keys = np.concatenate([first, last], axis=-1)          # (S, 32, 2L)
@@ -909,14 +906,8 @@ class _KernelWalker:
         ideal = max(1.0, math.ceil(32 * width / 128))
         try:
             addr, mask, elem = self._addresses(indices, bits, lanes, ctx)
-            if addr.ndim == 2:
-                addr = addr[..., None]
-            addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))
         except (_Unknown, ValueError):
             return ideal, ideal
-        if addr.ndim == 2:
-            addr = addr[..., None]
-        addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))
         words = (addr[..., None] + np.arange(0, max(elem, 4), 4)) // 4   # (S, 32, L, k) 4-byte words
         words = words.reshape(_SAMPLES, 32, -1)
         wave = _wavefronts_of(words, mask)
