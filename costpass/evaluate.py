@@ -32,8 +32,8 @@ Methods (all trained on exactly the same training folds, scored on the same held
 
 Feature extraction costs ~50 ms per candidate (lowering), so demands, costpass features and PerStoreFeature
 rows are cached per candidate id under ``.cache/costpass/`` (a folder that ignores itself in git), keyed
-by the demand code's hash and target arch (demands), the feature schema hash + bounds code + GPU spec
-(features), and the TVM version (PerStoreFeature).
+by the demand code's hash and target arch (demands), the feature schema hash + demand code + bounds and
+features code + GPU spec (features), and the TVM version (PerStoreFeature).
 """
 from __future__ import annotations
 
@@ -329,7 +329,8 @@ class Extractor:
         return self._dcache[arch]
 
     def feature_cache(self, g: S.GPUSpec) -> JsonlCache:
-        key = f"{F.schema_hash()}-{self.bounds_version}-{g.name}-{_spec_hash(g)}"
+        # features depend on the demands too: a demand-pass change must not reuse old feature rows
+        key = f"{F.schema_hash()}-{self.demand_version}-{self.bounds_version}-{g.name}-{_spec_hash(g)}"
         if key not in self._fcache:
             self._fcache[key] = JsonlCache(os.path.join(self.cache_dir, f"features-{key}.jsonl"))
         return self._fcache[key]
