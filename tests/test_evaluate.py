@@ -141,3 +141,12 @@ def test_transfer_and_online_adaptation():
     r0, r8 = on["methods"]["analytical+online k=0"], on["methods"]["analytical+online k=8"]
     assert r0["n"] == r8["n"] == on["n"] == 6 * (24 - 8)      # scored on the same never-revealed candidates
     assert r8["median_ape"] < 0.5 * r0["median_ape"]
+
+
+def test_feature_cache_key_covers_the_code_behind_the_features(tmp_path):
+    from costpass import spec
+    ex = E.Extractor(cache_dir=str(tmp_path), progress=False)
+    path = ex.feature_cache(spec.load("h100")).path
+    for part in (F.schema_hash(), ex.demand_version, ex.bounds_version, "h100"):
+        assert part in path
+    assert ex.demand_version in ex.demand_cache("sm_90a").path
