@@ -384,7 +384,9 @@ def _nvcc_one(src: Path, dst: Path, nvcc: str, nice: int) -> tuple[str, str | No
     if r.returncode != 0 or not tmp.exists():
         if tmp.exists():
             tmp.unlink()
-        return src.stem, (r.stderr or r.stdout)[-2000:]
+        text = r.stderr or r.stdout
+        errors = "\n".join(ln for ln in text.splitlines() if ": error" in ln)
+        return src.stem, (errors[:1500] + "\n...\n" + text[-500:]) if errors else text[-2000:]
     os.replace(tmp, dst)
     return src.stem, None
 
