@@ -1,0 +1,457 @@
+"""Tuning benchmark: MetaSchedule with costpass, TVM's XGBModel and a random model on the same tasks,
+trial budgets and seeds, on the GPU; plus torch references and costpass's zero-shot pick.
+
+Sub-commands:
+
+    # here (no GPU): costpass's zero-shot pick per task (model-only search, nothing measured)
+    python3 benchmarks/tune_bench.py zero-shot --tasks T1,T2 --trials 64 --out carry/tune/zero_shot
+    # here: costpass models that never saw the task's workload (leave-task-out), one per task
+    python3 benchmarks/tune_bench.py heldout-models --tasks T1,T2 --out carry/tune/models
+    # on the GPU machine (full TVM wheel, nvcc, torch): tuning runs, K at once, timing serialised by a lock
+    python3 benchmarks/tune_bench.py run --tasks T1,T2 --models costpass,xgb,random --seeds 0 --trials 64 \
+        --parallel 4 --model-dir carry/tune/models --zero-shot-dir carry/tune/zero_shot --out $OUT/tune
+    # here: report (markdown, JSON, plot) from the fetched run files
+    python3 benchmarks/tune_bench.py report --runs FETCHED/tune --out benchmarks/results/tune_bench
+
+Each tuning run lives in its own MetaSchedule work_dir (``--work-root``); a run that is cut off resumes
+from its database on the next call, and its database is copied under ``--out`` after every run.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DEFAULT_TASKS = ("llama3_8b_qkv_fp16,gemv_llama3_8b_qkv_fp16,attn_pv_fp16,softmax_attn_fp32,"
+                 "rmsnorm_4096_fp16,silu_mul_14336_fp16,conv_r50_c3_3x3_fp16,gemm_fp32_1024")
+TASK_ROLE = {"llama3_8b_qkv_fp16": "fp16 tensor-core GEMM, prefill 512", "gemv_llama3_8b_qkv_fp16": "decode GEMV",
+             "attn_pv_fp16": "attention batched matmul (P.V)", "softmax_attn_fp32": "softmax",
+             "rmsnorm_4096_fp16": "RMSNorm", "silu_mul_14336_fp16": "SiLU-and-multiply",
+             "conv_r50_c3_3x3_fp16": "conv2d NHWC 3x3", "gemm_fp32_1024": "fp32 GEMM"}
+
+
+def _run_id(task, model, seed, trials):
+    return f"{task}__{model}__s{seed}__t{trials}"
+
+
+def _gpu_info() -> dict:
+    q = "name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem,temperature.gpu,power.draw"
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+        keys = ["name", "driver", "sm_mhz", "mem_mhz", "max_sm_mhz", "max_mem_mhz", "temp_c", "power_w"]
+        return dict(zip(keys, [v.strip() for v in out.split(",")]))
+    except Exception as e:  # noqa: BLE001
+        return {"error": str(e)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# one tuning run (a subprocess of `run`)
+# ---------------------------------------------------------------------------------------------------
+
+def cmd_one(a) -> int:
+    import logging
+
+    from costpass import tune as T
+    from costpass.measure import ms_gpu
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    model_path = None
+    if a.model == "costpass" and a.model_dir:
+        p = Path(a.model_dir) / f"{a.task}.json.gz"
+        model_path = str(p) if p.exists() else None
+    cfg = T.TuneConfig(workload=a.task, work_dir=a.work_dir, gpu=a.gpu, cost_model=a.model, trials=a.trials,
+                       trials_per_iter=a.per_iter, seed=a.seed, model_path=model_path, num_cores=a.cores)
+    res = T.tune(cfg, ms_gpu.gpu_builder(max_workers=a.build_workers), ms_gpu.gpu_runner())
+    out = res.to_json()
+    out.update(gpu_info=_gpu_info(), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               costpass_commit=a.commit, per_iter=a.per_iter, cores=a.cores)
+    tmp = a.out + ".part"
+    with open(tmp, "w") as f:
+        json.dump(out, f)
+    os.replace(tmp, a.out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# run: many tuning runs on the GPU machine
+# ---------------------------------------------------------------------------------------------------
+
+def _measure_trace(task, trace_json, gpu) -> dict:
+    """Build and time one schedule (a MetaSchedule trace) with the same builder/runner as the tuning."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from costpass.measure import ms_gpu
+    from costpass.measure.build import cuda_target
+    from costpass.measure.candidates import apply_trace
+    from schedules import workloads as W
+
+    if isinstance(trace_json, str):
+        trace_json = json.loads(trace_json)
+    mod = apply_trace(W.get(task), trace_json).mod
+    target = cuda_target()
+    b = ms_gpu.gpu_builder(max_workers=1).build([ms.builder.BuilderInput(mod, target)])[0]
+    if b.error_msg:
+        return {"error": b.error_msg[:500]}
+    args = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
+    r = ms_gpu.gpu_runner().run([ms.runner.RunnerInput(b.artifact_path, "cuda", args)])[0].result()
+    if r.error_msg:
+        return {"error": r.error_msg[:500]}
+    secs = sorted(float(s) for s in r.run_secs)
+    return {"median_ms": 1e3 * secs[len(secs) // 2], "run_ms": [1e3 * s for s in r.run_secs]}
+
+
+def cmd_run(a) -> int:
+    out = Path(a.out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / "db").mkdir(parents=True, exist_ok=True)
+    work_root = Path(a.work_root)
+    work_root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("COSTPASS_GPU_LOCK", str(work_root / "gpu.lock"))
+    env.setdefault("COSTPASS_CUBIN_CACHE", str(work_root / "cubins"))
+    os.environ.update({k: env[k] for k in ("COSTPASS_GPU_LOCK", "COSTPASS_CUBIN_CACHE")})
+    tasks = a.tasks.split(",")
+    jobs = [(t, m, s) for s in map(int, a.seeds.split(",")) for t in tasks for m in a.models.split(",")]
+    cores = max(1, a.cores // a.parallel)
+    t_start = time.time()
+    meta = {"gpu_info": _gpu_info(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "costpass_commit": a.commit, "argv": sys.argv, "parallel": a.parallel, "cores_per_run": cores}
+    (out / f"meta_{int(t_start)}.json").write_text(json.dumps(meta, indent=1))
+    print(json.dumps(meta), flush=True)
+
+    def one(job):
+        t, m, s = job
+        rid = _run_id(t, m, s, a.trials)
+        dest = out / "runs" / f"{rid}.json"
+        if dest.exists():
+            return rid, "done before"
+        if time.time() - t_start > a.budget_s:
+            return rid, "skipped: budget"
+        wd = work_root / rid
+        cmd = [sys.executable, str(Path(__file__).resolve()), "one", "--task", t, "--model", m, "--seed", str(s),
+               "--trials", str(a.trials), "--per-iter", str(a.per_iter), "--work-dir", str(wd), "--out", str(dest),
+               "--gpu", a.gpu, "--cores", str(cores), "--build-workers", str(a.build_workers),
+               "--commit", a.commit] + (["--model-dir", a.model_dir] if a.model_dir else [])
+        left = max(30, a.budget_s + a.grace_s - (time.time() - t_start))
+        t0 = time.time()
+        with open(out / "runs" / f"{rid}.log", "w") as log:
+            try:
+                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=left).returncode
+            except subprocess.TimeoutExpired:
+                rc = "timeout"
+        if wd.exists():
+            shutil.copytree(wd, out / "db" / rid, dirs_exist_ok=True)
+        return rid, f"rc={rc} {time.time() - t0:.0f} s"
+
+    with ThreadPoolExecutor(a.parallel) as pool:
+        for rid, status in pool.map(one, jobs):
+            print(f"[tune] {rid}: {status} (t={time.time() - t_start:.0f} s)", flush=True)
+
+    refs_path = out / "vendor.json"
+    if a.vendor and not refs_path.exists() and time.time() - t_start < a.budget_s + a.grace_s:
+        from costpass.measure import vendor
+        from schedules import workloads as W
+
+        refs = {}
+        for t in tasks:
+            try:
+                refs[t] = vendor.measure_reference(W.get(t))
+            except Exception as e:  # noqa: BLE001
+                refs[t] = {"error": f"{type(e).__name__}: {e}"}
+            print(f"[vendor] {t}: {refs[t].get('median_ms', refs[t].get('error'))}", flush=True)
+        refs_path.write_text(json.dumps({"gpu_info": _gpu_info(), "refs": refs}, indent=1))
+
+    zs_out = out / "zero_shot.json"
+    if a.zero_shot_dir and not zs_out.exists() and time.time() - t_start < a.budget_s + a.grace_s:
+        res = {}
+        for t in tasks:
+            p = Path(a.zero_shot_dir) / f"{t}.json"
+            if not p.exists():
+                continue
+            z = json.loads(p.read_text())
+            try:
+                res[t] = dict(_measure_trace(t, z["best_trace"], a.gpu), predicted_ms=z.get("best_ms"))
+            except Exception as e:  # noqa: BLE001
+                res[t] = {"error": f"{type(e).__name__}: {e}"}
+            print(f"[zero-shot] {t}: {res[t]}", flush=True)
+        zs_out.write_text(json.dumps({"gpu_info": _gpu_info(), "zero_shot": res}, indent=1))
+    print(f"[tune] all done in {time.time() - t_start:.0f} s", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# here: zero-shot picks and held-out models
+# ---------------------------------------------------------------------------------------------------
+
+def cmd_zero_shot(a) -> int:
+    from costpass import tune as T
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for t in a.tasks.split(","):
+        dest = out / f"{t}.json"
+        if dest.exists():
+            continue
+        mp = Path(a.model_dir) / f"{t}.json.gz" if a.model_dir else None
+        mp = str(mp) if mp and mp.exists() else None
+        b, r = T.model_builder_runner(a.gpu, mp)
+        cfg = T.TuneConfig(workload=t, work_dir=str(out / "db" / t), gpu=a.gpu, cost_model="costpass",
+                           trials=a.trials, trials_per_iter=a.per_iter, seed=a.seed, model_path=mp,
+                           population=a.population)
+        res = T.tune(cfg, b, r)
+        d = res.to_json()
+        d["mode"] = "zero-shot: model-only search, costpass prediction as the measurement"
+        dest.write_text(json.dumps(d))
+        print(f"[zero-shot] {t}: predicted best {res.best_ms} ms after {res.trials} model trials, "
+              f"{res.wall_s:.0f} s", flush=True)
+    return 0
+
+
+def cmd_heldout_models(a) -> int:
+    """One costpass model per task, trained on every measured workload of ``--gpu`` except the task's."""
+    import hashlib
+
+    import numpy as np
+
+    from costpass import evaluate as E
+    from costpass.model import CostpassModel
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = E.load_dataset(a.gpu, with_perstore=False)
+    for t in a.tasks.split(","):
+        keep = np.array([w != t for w in ds.workloads])
+        sub = ds.subset(np.flatnonzero(keep))
+        h = hashlib.sha256()
+        for cid, y in sorted(zip(sub.ids, sub.y_ms)):
+            h.update(f"{cid} {y:.9g}\n".encode())
+        m = CostpassModel(seed=a.seed, gpus=[ds.gpu], objective="reg", target="residual").fit(
+            sub.X, sub.y_ms, groups=sub.workloads, data_id=h.hexdigest()[:16])
+        m.header["training_data"] = {"candidates": len(sub), "workloads": len(set(sub.workloads)),
+                                     "held_out_workload": t, "source": f"datasets/{ds.gpu}"}
+        p = m.save(str(out / f"{t}.json.gz"))
+        print(f"[heldout] {t}: trained on {len(sub)} candidates of {len(set(sub.workloads))} workloads "
+              f"(left out {int((~keep).sum())}) -> {p}", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------------
+
+def _geomean(xs):
+    xs = [x for x in xs if x and x > 0 and math.isfinite(x)]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
+
+
+def _trials_to_reach(hist, target):
+    best = math.inf
+    for i, t in enumerate(hist):
+        if t is not None:
+            best = min(best, t)
+        if best <= target:
+            return i + 1
+    return None
+
+
+def summarize(runs: list, vendor: dict, zero_shot: dict, budgets=(64, 256)) -> dict:
+    by = {}
+    for r in runs:
+        by.setdefault(r["workload"], {}).setdefault(r["cost_model"], []).append(r)
+    tasks = {}
+    for t, models in sorted(by.items()):
+        row = {"role": TASK_ROLE.get(t, ""), "models": {}}
+        for m, rs in models.items():
+            per_budget = {}
+            for b in budgets:
+                vals = [_best(r["history_ms"][:b]) for r in rs if len(r["history_ms"]) >= min(b, r["trials"])]
+                vals = [v for v in vals if v is not None]
+                if vals and any(r["trials"] >= b for r in rs):
+                    per_budget[b] = sum(vals) / len(vals)
+            row["models"][m] = {"seeds": [r["seed"] for r in rs], "trials": [r["trials"] for r in rs],
+                                "best_ms": [r["best_ms"] for r in rs], "wall_s": [r["wall_s"] for r in rs],
+                                "failed": [r["failed"] for r in rs], "mean_best_at": per_budget}
+        ref = (vendor or {}).get(t, {})
+        row["vendor_ms"] = ref.get("median_ms")
+        row["vendor"] = ref.get("reference")
+        z = (zero_shot or {}).get(t, {})
+        row["zero_shot_ms"] = z.get("median_ms")
+        row["zero_shot_predicted_ms"] = z.get("predicted_ms")
+        tasks[t] = row
+    return tasks
+
+
+def _best(h):
+    ok = [x for x in h if x is not None]
+    return min(ok) if ok else None
+
+
+def cmd_report(a) -> int:
+    root = Path(a.runs)
+    runs = [json.loads(p.read_text()) for p in sorted((root / "runs").glob("*.json"))]
+    vendor = json.loads((root / "vendor.json").read_text())["refs"] if (root / "vendor.json").exists() else {}
+    zs = json.loads((root / "zero_shot.json").read_text())["zero_shot"] if (root / "zero_shot.json").exists() else {}
+    metas = [json.loads(p.read_text()) for p in sorted(root.glob("meta_*.json"))]
+    budgets = sorted({r["trials"] for r in runs} | {64})
+    tasks = summarize(runs, vendor, zs, budgets)
+    models = [m for m in ("costpass", "xgb", "random") if any(m in r["models"] for r in tasks.values())]
+    b_max = max(budgets)
+    lines = ["# Tuning benchmark: costpass vs TVM XGBModel vs random", "",
+             f"`{' '.join(metas[0]['argv']) if metas else ''}` on {metas[0]['gpu_info'].get('name') if metas else '?'}"
+             f" (driver {metas[0]['gpu_info'].get('driver') if metas else '?'}), {metas[0]['date'] if metas else ''},"
+             f" costpass {metas[0]['costpass_commit'] if metas else ''}. Same design space, evolutionary search,"
+             " builder and runner for every model; best latency = best median of MetaSchedule's runner"
+             " (3x5 runs per trial, timing serialised across concurrent runs by a lock). costpass starts from a"
+             " model that never saw the task's workload (leave-task-out) and updates online; XGBModel starts"
+             " empty, as in `ms.tune_tir`.", ""]
+    hdr = "| task | role | " + " | ".join(f"{m} @{b}" for b in budgets for m in models) + \
+          " | torch | zero-shot (pred.) |"
+    lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
+    for t, row in tasks.items():
+        cells = []
+        for b in budgets:
+            for m in models:
+                v = row["models"].get(m, {}).get("mean_best_at", {}).get(b)
+                cells.append(f"{v:.4f}" if v else "-")
+        z = f"{row['zero_shot_ms']:.4f} ({row['zero_shot_predicted_ms']:.4f})" if row["zero_shot_ms"] else "-"
+        vend = f"{row['vendor_ms']:.4f}" if row["vendor_ms"] else "-"
+        lines.append(f"| {t} | {row['role']} | " + " | ".join(cells) + f" | {vend} | {z} |")
+    lines += ["", "Latencies in ms (mean over seeds of each run's best)."]
+    summary = {}
+    if "costpass" in models and "xgb" in models:
+        sp = [row["models"]["xgb"]["mean_best_at"].get(b_max) / row["models"]["costpass"]["mean_best_at"].get(b_max)
+              for row in tasks.values() if row["models"].get("xgb", {}).get("mean_best_at", {}).get(b_max)
+              and row["models"].get("costpass", {}).get("mean_best_at", {}).get(b_max)]
+        reach = []
+        for t in tasks:
+            xs = [r for r in runs if r["workload"] == t and r["cost_model"] == "xgb"]
+            cs = [r for r in runs if r["workload"] == t and r["cost_model"] == "costpass"]
+            for x in xs:
+                for c in cs:
+                    if c["seed"] == x["seed"] and x["best_ms"]:
+                        reach.append(_trials_to_reach(c["history_ms"], x["best_ms"]))
+        summary = {"geomean_speedup_costpass_over_xgb_at_%d" % b_max: _geomean(sp),
+                   "tasks_compared": len(sp),
+                   "costpass_trials_to_reach_xgb_best_at_%d" % b_max: reach}
+        gm = summary[f"geomean_speedup_costpass_over_xgb_at_{b_max}"]
+        n_reached = [x for x in reach if x is not None]
+        lines += ["", f"- geometric-mean speedup of costpass's best over XGBModel's best at {b_max} trials: "
+                  f"**{gm:.3f}x** over {len(sp)} tasks" if gm else "- no comparable tasks",
+                  f"- costpass reached XGBModel's {b_max}-trial best within {b_max} trials in "
+                  f"{len(n_reached)} of {len(reach)} (task, seed) pairs; trials needed: {reach}"]
+    if any(row["vendor_ms"] for row in tasks.values()):
+        r = [row["vendor_ms"] / row["models"]["costpass"]["mean_best_at"][b_max] for row in tasks.values()
+             if row["vendor_ms"] and row["models"].get("costpass", {}).get("mean_best_at", {}).get(b_max)]
+        gm = _geomean(r)
+        if gm:
+            lines.append(f"- torch / costpass-tuned at {b_max} trials, geometric mean: {gm:.3f} "
+                         "(below 1: torch is faster)")
+    lines += ["", "Search wall time per run (s):", "",
+              "| task | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for t, row in tasks.items():
+        lines.append(f"| {t} | " + " | ".join(
+            "/".join(f"{w:.0f}" for w in row["models"].get(m, {}).get("wall_s", [])) or "-" for m in models) + " |")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(str(out) + ".md").write_text("\n".join(lines) + "\n")
+    Path(str(out) + ".json").write_text(json.dumps({"tasks": tasks, "summary": summary, "meta": metas,
+                                                    "runs": runs}, indent=1, default=str))
+    _plot(runs, vendor, Path(str(out) + ".png"))
+    print("\n".join(lines))
+    return 0
+
+
+def _plot(runs, vendor, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["workload"] for r in runs})
+    if not tasks:
+        return
+    cols = min(4, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    colors = {"costpass": "tab:blue", "xgb": "tab:orange", "random": "tab:gray"}
+    for ax, t in zip(axes.flat, tasks):
+        for r in runs:
+            if r["workload"] != t:
+                continue
+            best, ys = math.inf, []
+            for x in r["history_ms"]:
+                best = min(best, x) if x is not None else best
+                ys.append(best if math.isfinite(best) else None)
+            ax.plot(range(1, len(ys) + 1), ys, color=colors.get(r["cost_model"]), alpha=0.8,
+                    label=f"{r['cost_model']} s{r['seed']}")
+        v = (vendor or {}).get(t, {}).get("median_ms")
+        if v:
+            ax.axhline(v, color="k", ls="--", lw=1, label="torch")
+        ax.set_title(t, fontsize=8)
+        ax.set_yscale("log")
+        ax.set_xlabel("trials")
+        ax.set_ylabel("best ms")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    o = sub.add_parser("one")
+    for k, d in (("--task", None), ("--model", None), ("--work-dir", None), ("--out", None), ("--gpu", "h100"),
+                 ("--model-dir", None), ("--commit", "unknown")):
+        o.add_argument(k, default=d, required=d is None and k != "--model-dir")
+    for k, d in (("--seed", 0), ("--trials", 64), ("--per-iter", 32), ("--cores", 4), ("--build-workers", 4)):
+        o.add_argument(k, type=int, default=d)
+    r = sub.add_parser("run")
+    r.add_argument("--tasks", default=DEFAULT_TASKS)
+    r.add_argument("--models", default="costpass,xgb,random")
+    r.add_argument("--seeds", default="0")
+    r.add_argument("--gpu", default="h100")
+    r.add_argument("--model-dir")
+    r.add_argument("--zero-shot-dir")
+    r.add_argument("--out", required=True)
+    r.add_argument("--work-root", default="/tmp/costpass_tune")
+    r.add_argument("--commit", default="unknown")
+    r.add_argument("--vendor", action="store_true")
+    for k, d in (("--trials", 64), ("--per-iter", 32), ("--parallel", 4), ("--cores", 16), ("--build-workers", 4),
+                 ("--budget-s", 420), ("--grace-s", 120)):
+        r.add_argument(k, type=int, default=d)
+    z = sub.add_parser("zero-shot")
+    z.add_argument("--tasks", default=DEFAULT_TASKS)
+    z.add_argument("--gpu", default="h100")
+    z.add_argument("--model-dir")
+    z.add_argument("--out", required=True)
+    for k, d in (("--trials", 64), ("--per-iter", 32), ("--seed", 0), ("--population", 128)):
+        z.add_argument(k, type=int, default=d)
+    h = sub.add_parser("heldout-models")
+    h.add_argument("--tasks", default=DEFAULT_TASKS)
+    h.add_argument("--gpu", default="h100")
+    h.add_argument("--out", required=True)
+    h.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("report")
+    p.add_argument("--runs", required=True)
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tune_bench"))
+    a = ap.parse_args(argv)
+    return {"one": cmd_one, "run": cmd_run, "zero-shot": cmd_zero_shot, "heldout-models": cmd_heldout_models,
+            "report": cmd_report}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

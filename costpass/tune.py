@@ -1,0 +1,214 @@
+"""Tuning a workload with MetaSchedule and a chosen cost model: the core behind ``costpass tune`` and
+``benchmarks/tune_bench.py``.
+
+Three cost models run through the same search (MetaSchedule's evolutionary search, same design space,
+same builder and runner, same seed): ``costpass`` (:func:`costpass.CostModel`, starting from a shipped
+or given model and updating online), ``xgb`` (TVM's ``XGBModel`` with ``PerStoreFeature``, starting
+empty, as ``ms.tune_tir`` does by default) and ``random`` (TVM's ``RandomModel``).
+
+Zero-shot (``runner="model"``): no kernel is measured; :class:`ModelBuilder` hands the scheduled module
+to :class:`ModelRunner`, which answers with costpass's predicted time. The search then climbs the
+model's own belief and its best record is the schedule costpass picks with no measurement at all.
+
+The history of a run is read back from its MetaSchedule database (trials in the order they were
+committed), so an interrupted run resumes from its ``work_dir`` and what it measured is never lost.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+logger = logging.getLogger("costpass.tune")
+
+COST_MODELS = ("costpass", "xgb", "random")
+FAILED_SECS = 1e9  # MetaSchedule records failed builds/runs with run_secs >= 1e9 (1e10 in practice)
+
+
+@dataclass
+class TuneConfig:
+    workload: str
+    work_dir: str
+    gpu: str = "h100"
+    cost_model: str = "costpass"
+    trials: int = 64
+    trials_per_iter: int = 32
+    seed: int = 0
+    model_path: str | None = None   # costpass model file; None: the shipped model of ``gpu``
+    num_cores: int | None = None    # MetaSchedule's search threads (None: all physical cores)
+    population: int = 512           # evolutionary search population (MetaSchedule's default)
+
+
+@dataclass
+class TuneResult:
+    workload: str
+    gpu: str
+    cost_model: str
+    seed: int
+    trials: int
+    wall_s: float
+    history_ms: list = field(default_factory=list)  # per trial, in order; None where build/run failed
+    best_ms: float | None = None
+    best_trace: str | None = None                     # MetaSchedule trace JSON of the best record
+    failed: int = 0
+    model_path: str | None = None
+
+    def best_after(self, n: int) -> float | None:
+        ok = [t for t in self.history_ms[:n] if t is not None]
+        return min(ok) if ok else None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def make_cost_model(kind: str, gpu: str = "h100", model_path: str | None = None, seed: int = 0):
+    """A MetaSchedule cost model by name: ``costpass``, ``xgb`` or ``random``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if kind == "costpass":
+        from .metaschedule import CostModel
+
+        return CostModel(gpu=gpu, model_path=model_path)
+    if kind == "xgb":
+        return ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True)
+    if kind == "random":
+        return ms.cost_model.RandomModel(seed=seed)
+    raise ValueError(f"unknown cost model {kind!r}; known: {', '.join(COST_MODELS)}")
+
+
+def _record_ms(rec) -> float | None:
+    secs = [float(s) for s in (rec.run_secs or [])]
+    if not secs or min(secs) >= FAILED_SECS:
+        return None
+    secs.sort()
+    return 1e3 * secs[len(secs) // 2]
+
+
+def history(database) -> tuple[list, object]:
+    """(per-trial milliseconds in commit order, the best record) of a MetaSchedule database."""
+    recs = list(database.get_all_tuning_records())
+    hist = [_record_ms(r) for r in recs]
+    best, best_ms = None, None
+    for r, t in zip(recs, hist):
+        if t is not None and (best_ms is None or t < best_ms):
+            best, best_ms = r, t
+    return hist, best
+
+
+def _json_database(work_dir: str):
+    from tvm.s_tir import meta_schedule as ms
+
+    os.makedirs(work_dir, exist_ok=True)
+    return ms.database.JSONDatabase(path_workload=os.path.join(work_dir, "database_workload.json"),
+                                    path_tuning_record=os.path.join(work_dir, "database_tuning_record.json"),
+                                    allow_missing=True)
+
+
+def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
+    """Tune ``cfg.workload`` for up to ``cfg.trials`` trials in total (trials already in ``cfg.work_dir``'s
+    database count: a second call resumes). ``builder``/``runner``: MetaSchedule objects (see
+    :func:`costpass.measure.build.ms_builder`, :mod:`costpass.measure.ms_gpu`, :class:`ModelRunner`)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from schedules import workloads as W
+
+    from .cli import preload_tensor_intrinsics
+    from .measure.build import cuda_target
+
+    preload_tensor_intrinsics()
+    wl = W.get(cfg.workload)
+    target = target or cuda_target()
+    db = _json_database(cfg.work_dir)
+    done = len(db.get_all_tuning_records())
+    left = max(0, cfg.trials - done)
+    t0 = time.time()
+    if left:
+        strategy = ms.search_strategy.EvolutionarySearch(population_size=cfg.population,
+                                                          init_min_unmeasured=min(50, cfg.population // 2))
+        ms.tune_tir(mod=wl.mod(), target=target, work_dir=cfg.work_dir, max_trials_global=cfg.trials,
+                    num_trials_per_iter=min(cfg.trials_per_iter, cfg.trials), builder=builder, runner=runner,
+                    database=db, cost_model=make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed),
+                    strategy=strategy, num_tuning_cores=cfg.num_cores or "physical", seed=cfg.seed)
+    hist, best = history(db)
+    res = TuneResult(cfg.workload, cfg.gpu, cfg.cost_model, cfg.seed, len(hist), time.time() - t0, hist,
+                     failed=sum(t is None for t in hist), model_path=cfg.model_path)
+    if best is not None:
+        from .measure.candidates import trace_to_json
+
+        res.best_ms = _record_ms(best)
+        res.best_trace = json.dumps(trace_to_json(best.trace))
+    logger.info("%s/%s seed %d: %d trials (%d new), best %s ms, %.0f s", cfg.workload, cfg.cost_model,
+                cfg.seed, len(hist), left, res.best_ms, res.wall_s)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------
+# Zero-shot: the model stands in for the GPU
+# ---------------------------------------------------------------------------------------------------
+
+def _make_model_builder_runner():
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.runner import PyRunner, PyRunnerFuture, RunnerResult
+
+    @derived_object
+    class ModelBuilder(PyBuilder):
+        """Writes each scheduled module as TVMScript (the 'artifact'), one folder each (MetaSchedule's
+        default callback removes an artifact's folder once it ran); nothing is compiled."""
+
+        def build(self, build_inputs):
+            out = []
+            for inp in build_inputs:
+                path = os.path.join(tempfile.mkdtemp(prefix="costpass_zero_shot_"), "mod.py")
+                with open(path, "w") as f:
+                    f.write(inp.mod.script())
+                out.append(BuilderResult(path, None))
+            return out
+
+    @derived_object
+    class _Done(PyRunnerFuture):
+        def __init__(self, secs, err=None):
+            self.secs, self.err = secs, err
+
+        def done(self):
+            return True
+
+        def result(self):
+            return RunnerResult(self.secs, self.err)
+
+    @derived_object
+    class ModelRunner(PyRunner):
+        """Answers every 'measurement' with costpass's predicted time of the module (seconds)."""
+
+        def __init__(self, gpu: str = "h100", model_path: str | None = None):
+            self.gpu, self.model_path = gpu, model_path
+
+        def run(self, runner_inputs):
+            import tvm
+
+            from .metaschedule import predict
+
+            futs = []
+            for inp in runner_inputs:
+                try:
+                    with open(inp.artifact_path) as f:
+                        mod = tvm.script.from_source(f.read())
+                    ms_ = predict(mod, self.gpu, self.model_path)
+                    futs.append(_Done([ms_ / 1e3]))
+                except Exception as e:  # noqa: BLE001 - recorded as a failed trial, search goes on
+                    futs.append(_Done(None, f"costpass zero-shot: {type(e).__name__}: {e}"))
+            return futs
+
+    return ModelBuilder, ModelRunner
+
+
+def model_builder_runner(gpu: str = "h100", model_path: str | None = None):
+    """(builder, runner) for zero-shot search: no compilation, no GPU, costpass's prediction as the time."""
+    from .cli import preload_tensor_intrinsics
+
+    preload_tensor_intrinsics()
+    B, R = _make_model_builder_runner()
+    return B(), R(gpu, model_path)
