@@ -1,0 +1,61 @@
+"""costpass tune: zero-shot search end to end on the CPU (the model stands in for the GPU), resuming from
+the work dir, one-line errors, and the tuning benchmark's summary arithmetic."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from costpass import tune as T
+
+
+def test_zero_shot_search_and_resume(tmp_path):
+    b, r = T.model_builder_runner("h100")
+    cfg = T.TuneConfig(workload="softmax_attn_fp32", work_dir=str(tmp_path / "wd"), trials=4, trials_per_iter=4,
+                       population=16, seed=1)
+    res = T.tune(cfg, b, r)
+    assert res.trials == 4 and res.failed == 0
+    assert res.best_ms == min(res.history_ms) > 0
+    assert json.loads(res.best_trace)  # a MetaSchedule trace that re-applies (see apply_trace below)
+    from costpass.measure.candidates import apply_trace
+    from costpass.metaschedule import predict
+    from schedules import workloads as W
+
+    mod = apply_trace(W.get("softmax_attn_fp32"), json.loads(res.best_trace)).mod
+    assert predict(mod, "h100") == pytest.approx(res.best_ms, rel=1e-6)
+    again = T.tune(cfg, b, r)  # everything already in the database: nothing new is run
+    assert again.history_ms == res.history_ms
+
+
+def test_best_after():
+    r = T.TuneResult("w", "h100", "xgb", 0, 4, 1.0, [3.0, None, 2.0, 2.5])
+    assert r.best_after(1) == 3.0 and r.best_after(3) == 2.0 and T.TuneResult("w", "h100", "x", 0, 0, 0).best_after(5) is None
+
+
+def test_unknown_cost_model():
+    with pytest.raises(ValueError, match="unknown cost model"):
+        T.make_cost_model("nope")
+
+
+@pytest.mark.parametrize("args,msg", [(["nope"], "unknown workload"), (["gemm_fp32_1024", "--gpu", "zz"], "unknown GPU"),
+                                      (["gemm_fp32_1024", "--trials", "0"], "--trials")])
+def test_cli_errors(tmp_path, args, msg):
+    p = subprocess.run([sys.executable, "-m", "costpass", "tune", *args, "--work-dir", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_bench_summary_arithmetic():
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    runs = [dict(workload="a", cost_model="costpass", seed=0, trials=4, history_ms=[4.0, 2.0, None, 1.0], best_ms=1.0,
+                 wall_s=1, failed=1),
+            dict(workload="a", cost_model="xgb", seed=0, trials=4, history_ms=[4.0, 3.0, 2.0, 2.0], best_ms=2.0,
+                 wall_s=1, failed=0)]
+    s = B.summarize(runs, {"a": {"median_ms": 0.5, "reference": "torch"}}, {}, budgets=(2, 4))
+    assert s["a"]["models"]["costpass"]["mean_best_at"] == {2: 2.0, 4: 1.0}
+    assert s["a"]["models"]["xgb"]["mean_best_at"] == {2: 3.0, 4: 2.0}
+    assert B._trials_to_reach(runs[0]["history_ms"], 2.0) == 2
+    assert B._trials_to_reach(runs[1]["history_ms"], 1.0) is None
+    assert B._geomean([2.0, 8.0]) == pytest.approx(4.0)
