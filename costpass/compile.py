@@ -14,7 +14,7 @@ Steps (each is also a function here):
 2. :func:`tune` -- MetaSchedule's ``tune_tasks`` over the PrimFuncs (``extract_tasks``) with
    ``costpass.CostModel(gpu)`` as the cost model and a JSON database in ``work_dir``. Runners:
    ``"local"`` measures every candidate on this machine's GPU (MetaSchedule's ``LocalRunner``; the
-   builder compiles each candidate's CUDA source to a cubin in parallel, see :func:`gpu_builder`);
+   builder compiles each candidate's CUDA source to a cubin in parallel: ``costpass.measure.ms_gpu``);
    ``"none"`` measures nothing: the costpass prediction of each candidate is recorded as its run time
    (zero-shot). ``trials`` counts all records of the model's tasks in the database, so a second call
    with the same ``work_dir`` resumes where an interrupted one stopped. A candidate that fails to build
@@ -35,11 +35,9 @@ with a one-line message.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -281,8 +279,12 @@ def prepare(mod, target):
 
 
 def extract_tasks(prepared, target) -> list:
+    """MetaSchedule's tasks of a prepared module, less the PrimFuncs the VM will not launch (pure
+    reshapes, which ``RewriteDataflowReshape`` turns into a view)."""
+    from tvm import relax
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks as _extract
-    return list(_extract(prepared, target, module_equality="structural"))
+    called = set(launches(relax.transform.RewriteDataflowReshape()(prepared)))
+    return [t for t in _extract(prepared, target, module_equality="structural") if t.task_name in called]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -386,91 +388,6 @@ def zero_shot_builder_runner(predictor: Predictor, check_build: bool = True, fai
             return futs
 
     return ZeroShotBuilder(), ZeroShotRunner()
-
-
-def _cubin_dir() -> str:
-    return os.environ.get("COSTPASS_CUBIN_DIR") or os.path.join(tempfile.gettempdir(), "costpass_cubins")
-
-
-def _nvcc() -> str:
-    nvcc = os.environ.get("NVCC", "nvcc")
-    if any(os.access(os.path.join(d, nvcc), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep)):
-        return nvcc
-    return "/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else nvcc
-
-
-def compile_cubin(code: str, arch: str, cache_dir: str | None = None) -> bytes:
-    """``nvcc -O3 -cubin -arch=ARCH`` of a CUDA source string, cached by sha256 of the source."""
-    cache_dir = cache_dir or _cubin_dir()
-    os.makedirs(cache_dir, exist_ok=True)
-    h = hashlib.sha256(code.encode("utf-8")).hexdigest()
-    path = os.path.join(cache_dir, f"{h}.{arch}.cubin")
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            return f.read()
-    with tempfile.TemporaryDirectory() as td:
-        cu, out = os.path.join(td, "k.cu"), os.path.join(td, "k.cubin")
-        with open(cu, "w", encoding="utf-8") as f:
-            f.write(code)
-        r = subprocess.run([_nvcc(), "-O3", "-cubin", f"-arch={arch}", "-o", out, cu],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            errs = [ln for ln in (r.stderr or r.stdout).splitlines() if "error" in ln]
-            raise RuntimeError(f"nvcc failed: {(errs or [(r.stderr or r.stdout)[-300:]])[0]}")
-        with open(out, "rb") as f:
-            data = f.read()
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return data
-
-
-def register_nvcc_callback(arch: str, cache_dir: str | None = None):
-    """Make the TVM runtime compile CUDA source with :func:`compile_cubin` when it loads a library."""
-    import tvm_ffi
-
-    @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
-    def _cb(code, *_rest):
-        return compile_cubin(str(code), arch, cache_dir)
-
-    return _cb
-
-
-def _gpu_export(rt_mod) -> str:
-    """``f_export`` of :func:`gpu_builder`: compile the CUDA source to a cubin in the (parallel) builder
-    worker, then MetaSchedule's default export; the runner's callback finds the cubin by hash."""
-    from tvm.s_tir.meta_schedule.builder.local_builder import default_export
-    arch = os.environ.get("COSTPASS_CUDA_ARCH", "sm_90a")
-    for m in rt_mod.imports:
-        if m.kind == "cuda":
-            compile_cubin(m.inspect_source(), arch)
-    return default_export(rt_mod)
-
-
-def _runner_init():
-    register_nvcc_callback(os.environ.get("COSTPASS_CUDA_ARCH", "sm_90a"))
-
-
-def gpu_builder(arch: str, workers: int | None = None, timeout_sec: float = 120.0):
-    """MetaSchedule ``LocalBuilder`` for ``runner="local"``: the tensor-core build workaround
-    (``costpass.measure.build``) and nvcc in the builder workers (in parallel), cubins cached by hash in
-    ``$COSTPASS_CUBIN_DIR`` (default ``$TMPDIR/costpass_cubins``)."""
-    from tvm.s_tir.meta_schedule.builder import LocalBuilder
-    from .measure.build import _worker_init, ms_build
-    os.environ["COSTPASS_CUDA_ARCH"] = arch
-    workers = workers or max(1, (os.cpu_count() or 2) - 1)
-    return LocalBuilder(f_build=ms_build, f_export=_gpu_export, max_workers=workers, timeout_sec=timeout_sec,
-                        initializer=_worker_init)
-
-
-def gpu_runner(arch: str, timeout_sec: float = 60.0, repeats: int = 10):
-    """MetaSchedule ``LocalRunner`` on this machine's GPU, loading the builder's cubins."""
-    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, LocalRunner
-    os.environ["COSTPASS_CUDA_ARCH"] = arch
-    return LocalRunner(timeout_sec=timeout_sec, initializer=_runner_init,
-                       evaluator_config=EvaluatorConfig(number=1, repeat=repeats, min_repeat_ms=10,
-                                                        enable_cpu_cache_flush=False))
 
 
 def has_cuda_gpu() -> bool:
@@ -624,7 +541,10 @@ def tune(prepared, target, work_dir: str, *, trials: int, gpu, runner: str = "no
             builder, run = zero_shot_builder_runner(Predictor(gpu, target), opt.check_build, opt.fail)
             cm = CostModel(gpu=gpu.name, online=False)
         else:
-            builder, run = gpu_builder(gpu.arch, opt.builder_workers), gpu_runner(gpu.arch)
+            from .measure import ms_gpu
+            os.environ[ms_gpu.ARCH_ENV] = gpu.arch
+            builder = ms_gpu.gpu_builder(max_workers=opt.builder_workers or max(1, (os.cpu_count() or 2) - 1))
+            run = ms_gpu.gpu_runner()
             cm = CostModel(gpu=gpu.name)
         ms.tune.tune_tasks(tasks=ctxs, task_weights=weights, work_dir=work_dir, max_trials_global=remaining,
                            num_trials_per_iter=min(opt.trials_per_iter, remaining), builder=builder,

@@ -182,20 +182,24 @@ def _module_class():
                                           out_dtype="float32")
             self.down_proj = nn.Linear(c.intermediate, c.hidden, bias=False, dtype=c.dtype, out_dtype="float32")
 
-        def _rope(self, qkv, cos, sin):
-            """Rotate-half rotary embedding on the q and k heads of qkv [b, s, H + 2KV, d]; v passes."""
+        def _heads(self, qkv, first, count, cos=None, sin=None, name="heads"):
+            """Heads first .. first + count - 1 of qkv [b, s, H + 2KV, d], rotated (rotate-half rotary
+            embedding with cos/sin [s, d]) when cos is given. One single-output operator per q, k, v:
+            MetaSchedule's AutoInline breaks a fused rope + multi-output split in TVM 0.27."""
             c = self.c
-            half, nrot = c.head_dim // 2, c.heads + c.kv_heads
+            half = c.head_dim // 2
 
-            def f(x, cs, sn):
+            def f(x, *cs_sn):
                 def g(b, i, h, d):
-                    xf = x[b, i, h, d].astype("float32")
-                    other = tirx.if_then_else(d < half, -x[b, i, h, d + half].astype("float32"),
-                                              x[b, i, h, d - half].astype("float32"))
-                    rot = xf * cs[i, d].astype("float32") + other * sn[i, d].astype("float32")
-                    return tirx.if_then_else(h < nrot, rot.astype(c.dtype), x[b, i, h, d])
-                return te.compute(x.shape, g, name="rope")
-            return op.tensor_expr_op(f, "rope", [qkv, cos, sin])
+                    if not cs_sn:
+                        return x[b, i, first + h, d]
+                    cs, sn = cs_sn
+                    xf = x[b, i, first + h, d].astype("float32")
+                    other = tirx.if_then_else(d < half, -x[b, i, first + h, d + half].astype("float32"),
+                                              x[b, i, first + h, d - half].astype("float32"))
+                    return (xf * cs[i, d].astype("float32") + other * sn[i, d].astype("float32")).astype(c.dtype)
+                return te.compute((x.shape[0], x.shape[1], count, x.shape[3]), g, name=name)
+            return op.tensor_expr_op(f, name, [qkv] + ([cos, sin] if cos is not None else []))
 
         def _masked_scale(self, scores):
             """fp32 scale and causal mask of the grouped scores [b, KV, rep * s, kv]."""
@@ -218,8 +222,9 @@ def _module_class():
             h = self.input_layernorm(x)
             qkv = op.astype(self.qkv_proj(h), c.dtype)
             qkv = op.reshape(qkv, (b, n, c.heads + 2 * c.kv_heads, c.head_dim))
-            qkv = self._rope(qkv, cos, sin)
-            q, k, v = op.split(qkv, [c.heads, c.heads + c.kv_heads], axis=2)
+            q = self._heads(qkv, 0, c.heads, cos, sin, "rope_q")
+            k = self._heads(qkv, c.heads, c.kv_heads, cos, sin, "rope_k")
+            v = self._heads(qkv, c.heads + c.kv_heads, c.kv_heads, name="take_v")
             if s.past:
                 k = op.concat([k_cache, k], dim=1)                         # [b, kv, KV, d]
                 v = op.concat([v_cache, v], dim=1)
