@@ -279,11 +279,14 @@ def prepare(mod, target):
 
 
 def extract_tasks(prepared, target) -> list:
-    """MetaSchedule's tasks of a prepared module, less the PrimFuncs the VM will not launch (pure
-    reshapes, which ``RewriteDataflowReshape`` turns into a view)."""
+    """MetaSchedule's tasks of a prepared module, less the PrimFuncs the VM will not launch (pure reshapes,
+    which ``RewriteDataflowReshape`` turns into views, e.g. a transpose of an axis of extent 1)."""
     from tvm import relax
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks as _extract
-    called = set(launches(relax.transform.RewriteDataflowReshape()(prepared)))
+    # The views are recognised on scheduled functions (as in build); DLight schedules in place: a copy.
+    copy = _deep_copy(prepared)
+    with target:
+        called = set(launches(relax.transform.RewriteDataflowReshape()(_dlight()(copy))))
     return [t for t in _extract(prepared, target, module_equality="structural") if t.task_name in called]
 
 
@@ -297,10 +300,15 @@ class Predictor:
 
     def __init__(self, gpu, target=None, model_path: str | None = None):
         from .metaschedule import _load_model, shipped_model_path
+        from .model import ModelSchemaError
         self.gpu = gpu
         self.target = target or target_for(gpu)
+        self.problem = None
         path = None if model_path == "none" else (model_path or shipped_model_path(gpu.name))
-        m = _load_model(path) if path else None
+        try:
+            m = _load_model(path) if path else None
+        except ModelSchemaError as err:    # a model trained on other features: say so, predict analytically
+            m, self.problem = None, _first_line(err)
         self.model = m if (m is not None and m.calibrated) else None
         self.kind = "learned" if self.model is not None else "analytical"
 
@@ -537,15 +545,22 @@ def tune(prepared, target, work_dir: str, *, trials: int, gpu, runner: str = "no
         if simt:
             log(f"{len(simt)} tasks tuned without tensor cores (TVM's tensor-core rule fails on them): "
                 + ", ".join(simt))
+        pred = Predictor(gpu, target)
+        if pred.problem:
+            log(f"the learned model cannot be used ({pred.problem}): the analytical estimate ranks candidates")
+            summary["cost_model"] = f"analytical ({pred.problem})"
+        else:
+            summary["cost_model"] = "learned" if pred.model is not None else "analytical"
+        mp = "none" if pred.problem else None
         if runner == "none":
-            builder, run = zero_shot_builder_runner(Predictor(gpu, target), opt.check_build, opt.fail)
-            cm = CostModel(gpu=gpu.name, online=False)
+            builder, run = zero_shot_builder_runner(pred, opt.check_build, opt.fail)
+            cm = CostModel(gpu=gpu.name, model_path=mp, online=False)
         else:
             from .measure import ms_gpu
             os.environ[ms_gpu.ARCH_ENV] = gpu.arch
             builder = ms_gpu.gpu_builder(max_workers=opt.builder_workers or max(1, (os.cpu_count() or 2) - 1))
             run = ms_gpu.gpu_runner()
-            cm = CostModel(gpu=gpu.name)
+            cm = CostModel(gpu=gpu.name, model_path=mp)
         ms.tune.tune_tasks(tasks=ctxs, task_weights=weights, work_dir=work_dir, max_trials_global=remaining,
                            num_trials_per_iter=min(opt.trials_per_iter, remaining), builder=builder,
                            runner=run, database=db, cost_model=cm)
@@ -572,6 +587,13 @@ class Built:
     lowered: object               # IRModule the VM code is generated from (main calls the PrimFuncs)
     tuned: set                    # PrimFunc names scheduled from the database
     kept_default: dict = field(default_factory=dict)   # name -> (tuned µs, default µs) predicted: DLight kept
+
+
+def _deep_copy(mod):
+    """A deep copy of an IRModule. TVM 0.27's DLight ``ApplyDefaultSchedule`` modifies the PrimFuncs of its
+    input module in place (seen: the structural hash of the input changes)."""
+    import tvm
+    return tvm.ir.load_json(tvm.ir.save_json(mod))
 
 
 def _dlight():
@@ -602,6 +624,7 @@ def build(prepared, target, database=None, predictor: "Predictor | None" = None)
                     relax.transform.ComputePrimValue(), relax.transform.VMShapeLower(),
                     relax.transform.AttachGlobalSymbol()]
     got = {"kept_default": {}}
+    prepared = _deep_copy(prepared)    # DLight schedules PrimFuncs in place: keep the caller's module intact
 
     @tvm.transform.module_pass(opt_level=0, name="costpass.CompilePipeline")
     def pipeline(mod, _ctx):
@@ -615,7 +638,7 @@ def build(prepared, target, database=None, predictor: "Predictor | None" = None)
                 if gv.name_hint not in tuned:
                     continue
                 try:
-                    default = _dlight()(tvm.IRModule({"main": before[gv.name_hint]}))["main"]
+                    default = _dlight()(_deep_copy(tvm.IRModule({"main": before[gv.name_hint]})))["main"]
                     t_tuned = predictor.predict_us(predictor.demands(_kernel_module(f)))
                     t_default = predictor.predict_us(predictor.demands(_kernel_module(default)))
                 except Exception:  # noqa: BLE001 - keep the tuned schedule when either cannot be predicted
@@ -677,9 +700,11 @@ def launches(lowered) -> list:
     return calls
 
 
-def _kernel_module(func):
+def _kernel_module(func, name: str = "main"):
+    """A scheduled PrimFunc as a module of its own; its kernels are named ``<name>_kernel[_i]`` as in the
+    library built from the whole model."""
     import tvm
-    return tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    return tvm.IRModule({name: func.with_attr("global_symbol", name)})
 
 
 def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, log=None) -> tuple:
@@ -696,7 +721,7 @@ def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, 
     preds = [Predictor(g, target, model_path) for g in gpus]
     entries = []
     for name in order:
-        mod = _kernel_module(funcs[name])
+        mod = _kernel_module(funcs[name], name)
         try:
             ds = preds[0].demands(mod)
         except Exception as err:  # noqa: BLE001 - say which kernel could not be analysed
@@ -737,7 +762,8 @@ def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, 
             "ceiling_us": sum(e.per_gpu[i].ceiling_us * e.calls for e in entries),
             "launch_us": sum(e.per_gpu[i].launch_us * e.calls for e in entries),
             "launches": sum(len(e.device_kernels) * e.calls for e in entries),
-            "calls": len(calls), "kernels": len(entries), "predictor": preds[i].kind}
+            "calls": len(calls), "kernels": len(entries), "predictor": preds[i].kind,
+            "predictor_problem": preds[i].problem}
     return entries, totals
 
 
@@ -806,6 +832,9 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
     if kept:
         notes.append(f"default*: DLight's schedule kept for {len(kept)} kernels whose best tuning record is "
                      f"predicted slower on {g0.name} ({', '.join(kept)})")
+    for g in gpus:
+        if totals[g.name].get("predictor_problem"):
+            notes.append(f"{g.name}: predictions are the analytical estimate: {totals[g.name]['predictor_problem']}")
     if runner == "none" and trials > 0:
         notes.append("zero-shot: no kernel was measured; the tuning records hold costpass predictions")
     summary["total_wall_s"] = time.perf_counter() - t0
@@ -862,7 +891,7 @@ def render_text(report: CompileReport, width: int = 120, hints: bool = True) -> 
             row += [_us(p.predicted_us), f"{p.share:.1%}", Dg.SHORT_LABEL.get(p.bottleneck, p.bottleneck),
                     f"{p.fraction_of_ceiling:.0%}" if math.isfinite(p.fraction_of_ceiling) else "-"]
         rows.append(row)
-    tot = ["", "total (predicted end to end)", str(sum(e.calls for e in r.kernels)), ""]
+    tot = ["", "total", str(sum(e.calls for e in r.kernels)), ""]
     for g in r.gpus:
         t = r.totals[g]
         tot += [_us(t["predicted_us"]), "100%", "", f"{t['ceiling_us'] / t['predicted_us']:.0%}"
@@ -885,7 +914,7 @@ def render_text(report: CompileReport, width: int = 120, hints: bool = True) -> 
     out += [fmt(["-" * w for w in ws]), fmt(rows[-1])]
     for g in r.gpus:
         t = r.totals[g]
-        out.append(f"{g}: predicted {_us(t['predicted_us'])} for {t['calls']} calls ({t['launches']} kernel "
+        out.append(f"{g}: predicted end to end {_us(t['predicted_us'])} for {t['calls']} calls ({t['launches']} kernel "
                    f"launches, {_us(t['launch_us'])} of it launch overhead in the analytical model); "
                    f"analytical estimate {_us(t['estimate_us'])}, ceiling {_us(t['ceiling_us'])}; "
                    f"predictor: {t['predictor']}")
