@@ -54,7 +54,7 @@ class Command:
 _COMMANDS: dict[str, Command] = {}
 _PLUGIN_ERRORS: list[str] = []
 # Subcommands planned by other parts of the project (shown by --help until they exist).
-PLANNED = ("measure", "data", "predict", "evaluate", "tune", "compile")
+PLANNED = ("measure", "data", "predict", "evaluate", "tune")  # compile: installed by cli_compile.py
 
 
 def register(name: str, add_parser, run, origin: str | None = None) -> None:
