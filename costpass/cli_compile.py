@@ -40,6 +40,8 @@ def _add_compile(sub):
     p.add_argument("--work-dir", default=None, help="MetaSchedule database and logs (required with --trials > 0)")
     p.add_argument("-o", "--output", default=None, help="write the library here (and the report to OUTPUT.json)")
     p.add_argument("--population", type=int, default=512, help="evolutionary search population (default 512)")
+    p.add_argument("--genetic-iters", type=int, default=4, help="evolutionary search generations per round "
+                                                              "(default 4)")
     p.add_argument("--trials-per-iter", type=int, default=64, help="candidates measured per task per round")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--builder-workers", type=int, default=None, help="--runner local: parallel builds + nvcc")
@@ -68,7 +70,8 @@ def _run_compile(args) -> int:
         raise CLIError(f"--trials must be >= 0, not {args.trials}")
     if args.trials > 0 and not args.work_dir:
         raise CLIError("--trials > 0 needs --work-dir (where the MetaSchedule database lives)")
-    for flag, v in (("--population", args.population), ("--trials-per-iter", args.trials_per_iter)):
+    for flag, v in (("--population", args.population), ("--trials-per-iter", args.trials_per_iter),
+                    ("--genetic-iters", args.genetic_iters)):
         if v < 1:
             raise CLIError(f"{flag} must be >= 1, not {v}")
     for flag, path in (("--plot", args.plot), ("--output", args.output)):
@@ -78,7 +81,8 @@ def _run_compile(args) -> int:
                 raise CLIError(f"cannot write {flag} {path}: no such directory {d}")
     log = (lambda msg: None) if args.quiet else (lambda msg: _info(msg))
     try:
-        opt = C.TuneOptions(population=args.population, trials_per_iter=args.trials_per_iter, seed=args.seed,
+        opt = C.TuneOptions(population=args.population, genetic_iters=args.genetic_iters,
+                            trials_per_iter=args.trials_per_iter, seed=args.seed,
                             builder_workers=args.builder_workers, verbose=args.verbose)
         report = C.compile_model(model, gpus, runner=args.runner, trials=args.trials, work_dir=args.work_dir,
                                  output=args.output, options=opt, model_path=args.model_path,
