@@ -12,7 +12,9 @@ compile -o LIB.so`` writes next to the library) for the arguments and the model.
    weights); the outputs must agree (relative L2 error below ``--tol``);
 3. each is timed with CUDA events on the default stream: ``--warmup`` calls, then ``--repeats`` calls, each
    between its own pair of events; the median is the result (min, mean, p10, p90 too);
-4. one JSON file: GPU name, driver and clocks (nvidia-smi, before and after), date, versions, repeats,
+4. ``--profile-iters`` more calls under the torch profiler give each PrimFunc's GPU time per model call,
+   beside its predicted time from the report;
+5. one JSON file: GPU name, driver and clocks (nvidia-smi, before and after), date, versions, repeats,
    the timings, the check, and the predicted latency from the report for this GPU with its error.
 """
 from __future__ import annotations
@@ -60,6 +62,32 @@ def time_cuda(fn, warmup: int, repeats: int) -> dict:
             "p10_ms": ms[len(ms) // 10], "p90_ms": ms[(len(ms) * 9) // 10], "repeats": repeats, "warmup": warmup}
 
 
+def profile_kernels(fn, iters: int, report: dict, gpu_key: str | None) -> dict:
+    """GPU time per PrimFunc of the report (all its kernels, all its calls) per model call, from the torch
+    profiler (CUPTI sees TVM's kernels too), beside the report's prediction for this GPU."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+    us = {}
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", None)
+        us[e.key] = (t if t is not None else e.cuda_time_total) / iters
+    gi = report["gpus"].index(gpu_key) if gpu_key in report.get("gpus", []) else None
+    rows = []
+    for k in report["kernels"]:
+        names = set(k["device_kernels"])
+        meas = sum(v for n, v in us.items() if n in names)
+        pred = k["per_gpu"][gi]["total_us"] if gi is not None else None
+        rows.append({"name": k["name"], "calls": k["calls"], "measured_us": meas, "predicted_us": pred,
+                     "error": (pred / meas - 1.0) if pred and meas else None})
+    other = sum(v for n, v in us.items() if not any(n in k["device_kernels"] for k in report["kernels"]))
+    return {"iters": iters, "kernels": rows, "sum_us": sum(r["measured_us"] for r in rows),
+            "unmatched_gpu_us": other}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library")
@@ -70,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tol", type=float, default=2e-2, help="max relative L2 error TVM vs torch")
     ap.add_argument("--no-torch", action="store_true", help="time the library only")
+    ap.add_argument("--profile-iters", type=int, default=20, help="calls under the torch profiler for the "
+                                                                   "per-kernel times (0: none)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -105,7 +135,11 @@ def main(argv=None) -> int:
     t_args = {s["name"]: torch.from_numpy(host[s["name"]]).cuda() for s in specs}
     tvm_args = [tvm.runtime.from_dlpack(t_args[s["name"]]) for s in specs]
 
-    out_tvm = torch.from_dlpack(main_fn(*tvm_args)).clone()
+    res = main_fn(*tvm_args)
+    try:
+        out_tvm = torch.from_dlpack(res).clone()
+    except Exception:  # noqa: BLE001 - an older DLPack protocol: go through the host
+        out_tvm = torch.from_numpy(res.numpy()).cuda()
     torch.cuda.synchronize()
     result = {"schema": "costpass.run_relax/1", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "host": socket.gethostname(), "library": os.path.abspath(args.library), "model": report.get("model"),
@@ -131,6 +165,11 @@ def main(argv=None) -> int:
 
     name = result["gpu"].lower()
     gpu_key = next((g for g in report.get("gpus", []) if g.lower() in name), None)
+    if args.profile_iters > 0:
+        try:
+            result["per_kernel"] = profile_kernels(lambda: main_fn(*tvm_args), args.profile_iters, report, gpu_key)
+        except Exception as err:  # noqa: BLE001 - the timing above stands without it
+            result["per_kernel"] = {"error": f"{type(err).__name__}: {err}"}
     if gpu_key:
         pred_ms = report["totals"][gpu_key]["predicted_us"] / 1e3
         meas = result["tvm_timing"]["median_ms"]
