@@ -20,6 +20,7 @@ libdevice ``expf``) are named in ``SPECIAL_FUNCTION_COST`` and checked against N
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -176,25 +177,36 @@ class _Evaluator:
 
     def __init__(self, tirx, env: dict, lets: dict):
         self.T = tirx
-        self.env = env          # Var -> np.ndarray broadcastable to (S, 32)
-        self.lets = lets        # Var -> value expr (Bind statements)
+        self.env = env          # var handle -> np.ndarray broadcastable to (S, 32)
+        self.lets = lets        # var handle -> value expr (Bind statements)
         self.memo = {}
 
     def var(self, v):
-        val = self.env.get(v)
+        h = v.__chandle__()
+        val = self.env.get(h)
         if val is not None:
             return val
-        if v in self.lets:
-            val = self.eval(self.lets[v])
-            self.env[v] = val
+        if h in self.lets:
+            val = self.eval(self.lets[h])
+            self.env[h] = val
             return val
         raise _Unknown(str(v))
 
     def eval(self, e):
-        T = self.T
+        """Value of ``e`` over the sampled contexts (memoised per node: the values of the vars it
+        reads never change once set)."""
         t = type(e)
-        if t is T.IntImm:
+        if t is self.T.IntImm:
             return np.int64(e.value)
+        h = e.__chandle__()
+        r = self.memo.get(h)
+        if r is None:
+            r = self._eval(e, t)
+            self.memo[h] = r
+        return r
+
+    def _eval(self, e, t):
+        T = self.T
         if t is T.Var:
             return self.var(e)
         fn = _EVAL_BINARY.get(t.__name__)
@@ -231,7 +243,7 @@ class _Evaluator:
             if op == "tirx.if_then_else":
                 return np.where(self.eval(e.args[0]), self.eval(e.args[1]), self.eval(e.args[2]))
         if name == "Let":
-            self.env[e.var] = self.eval(e.value)
+            self.env[e.var.__chandle__()] = self.eval(e.value)
             return self.eval(e.body)
         raise _Unknown(name)
 
@@ -268,11 +280,20 @@ _EVAL_BINARY = {
 # The kernel walker
 # --------------------------------------------------------------------------------------------------
 
+_LOOP_SERIAL = itertools.count()
+
+
 @dataclass
 class _Loop:
     var: object
     extent: int
     unrolled: bool
+    key: int = 0     # the loop var's handle (identity of the TVM object)
+    serial: int = 0  # unique number of this loop (identity in the CSE keys of _count_ops)
+
+    def __post_init__(self):
+        self.key = self.var.__chandle__()
+        self.serial = next(_LOOP_SERIAL)
 
 
 @dataclass
@@ -290,6 +311,9 @@ class _Ctx:
     loops: list = field(default_factory=list)          # enclosing serial loops
     preds: tuple = ()                                   # enclosing conditions (exprs, negated flag)
     max_step: int = 0                                   # pragma_auto_unroll_max_step in force
+    # derived from loops/preds, filled on first use (a ctx is never changed after it is made)
+    weights: tuple = field(default=None, repr=False, compare=False)
+    level_loops: list = field(default=None, repr=False, compare=False)
 
 
 class _KernelWalker:
@@ -307,8 +331,8 @@ class _KernelWalker:
         self.global_traffic = {} # name -> [load_sectors, store_sectors, bytes]
         self.thread_ext = {}     # "threadIdx.x" -> extent
         self.block_ext = {}
-        self.thread_vars = {}    # Var -> tag
-        self.lets = {}
+        self.thread_vars = {}    # var handle -> tag
+        self.lets = {}           # var handle -> bound value (Bind statements, Let expressions)
         self.static_smem = 0
         self.dyn_smem = 0
         self.fragment_regs = 0.0
@@ -320,7 +344,14 @@ class _KernelWalker:
         self.evaluator = None
         self._pred_cache = {}
         self._uses_cache = {}
+        self._uses_memo = {}     # node handle -> frozenset of var handles (cleared when lets change)
+        self._lvl_ctx = None     # the ctx_index the _lvl_memo belongs to
+        self._lvl_memo = {}      # node handle -> loop level under _lvl_ctx
         self._seen_int = set()
+        self._shash = {}         # node handle -> structural hash
+        self._warps_cache = None
+        self._pmask = {}         # ctx.preds -> active-lane mask (S, 32)
+        self._lane_frac = None
         self._lanes_per_warp = 32.0
         self._loop_samples = {}
 
@@ -340,7 +371,7 @@ class _KernelWalker:
                         raise DemandError(f"kernel {self.name}: symbolic launch extent {tag} = {s.value}")
                     ext = int(s.value.value)
                     (self.block_ext if tag.startswith("blockIdx") else self.thread_ext)[tag] = ext
-                    self.thread_vars[iv.var] = tag
+                    self.thread_vars[iv.var.__chandle__()] = tag
                 stack.append(s.body)
             elif t is T.SeqStmt:
                 stack.extend(list(s.seq))
@@ -372,6 +403,12 @@ class _KernelWalker:
 
     # ---- counting helpers -----------------------------------------------------------------------
     def _warps_total(self):
+        r = self._warps_cache
+        if r is None:
+            r = self._warps_cache = self._warps_total_of()
+        return r
+
+    def _warps_total_of(self):
         nthreads = math.prod(self.thread_ext.values()) if self.thread_ext else 1
         nblocks = math.prod(self.block_ext.values()) if self.block_ext else 1
         return nblocks * max(1, -(-nthreads // 32)), nblocks * nthreads
@@ -389,7 +426,9 @@ class _KernelWalker:
     def _active(self, ctx):
         """(fraction of warps with an active lane, fraction of active lanes) under ctx's predicates."""
         if not ctx.preds:
-            frac = float(self.lane_valid.mean())
+            frac = self._lane_frac
+            if frac is None:
+                frac = self._lane_frac = float(self.lane_valid.mean())
             return 1.0, frac
         key = ctx.preds
         hit = self._pred_cache.get(key)
@@ -410,7 +449,7 @@ class _KernelWalker:
         used = set()
         for cond, _ in ctx.preds:
             used |= self._uses(cond)
-        loops = [lp for lp in ctx.loops if lp.var in used]
+        loops = [lp for lp in ctx.loops if lp.key in used]
         if not loops:
             return self._pred_mask(ctx)
         total = math.prod(lp.extent for lp in loops)
@@ -425,10 +464,10 @@ class _KernelWalker:
             if var in self.thread_vars:
                 env[var] = np.asarray(val)[None]                     # (1, S, 32|1)
         for lp, val in zip(loops, values):
-            env[lp.var] = val[:, None, None]                         # (n, 1, 1)
+            env[lp.key] = val[:, None, None]                         # (n, 1, 1)
         for lp in ctx.loops:
-            if lp.var not in env:
-                env[lp.var] = self.rng.integers(0, max(1, lp.extent), size=(1, _SAMPLES, 1))
+            if lp.key not in env:
+                env[lp.key] = self.rng.integers(0, max(1, lp.extent), size=(1, _SAMPLES, 1))
         ev = _Evaluator(self.T, env, self.lets)
         mask = np.broadcast_to(self.lane_valid[None], (n,) + self.lane_valid.shape)
         for cond, negate in ctx.preds:
@@ -440,44 +479,39 @@ class _KernelWalker:
         return mask.reshape(-1, mask.shape[-1])
 
     def _uses(self, e):
-        """Vars (loop, thread) an expression depends on, through let bindings."""
-        T = self.T
-        out = set()
-        stack = [e]
-        while stack:
-            x = stack.pop()
-            t = type(x)
-            if t is T.Var:
-                if x in self.lets:
-                    cached = self._uses_cache.get(x)
-                    if cached is None:
-                        cached = self._uses(self.lets[x])
-                        self._uses_cache[x] = cached
-                    out |= cached
-                else:
-                    out.add(x)
-            elif t is T.IntImm or t is T.FloatImm:
-                continue
-            elif hasattr(x, "a") and hasattr(x, "b"):
-                stack.append(x.a)
-                stack.append(x.b)
+        """Handles of the vars (loop, thread) an expression depends on, through let bindings
+        (memoised per node while the let bindings stay the same)."""
+        t = type(e)
+        kind = _KIND.get(t)
+        if kind is None:
+            kind = _kind_of(self.T, t)
+        if kind is _K_CONST:
+            return _EMPTY
+        h = e.__chandle__()
+        r = self._uses_memo.get(h)
+        if r is not None:
+            return r
+        if kind is _K_VAR:
+            if h in self.lets:
+                r = self._uses_cache.get(h)
+                if r is None:
+                    r = self._uses(self.lets[h])
+                    self._uses_cache[h] = r
             else:
-                name = t.__name__
-                if name == "Call":
-                    stack.extend(list(x.args))
-                elif name == "Ramp":
-                    stack.extend([x.base, x.stride])
-                elif name in ("Broadcast", "Cast"):
-                    stack.append(x.value)
-                elif name == "Select":
-                    stack.extend([x.condition, x.true_value, x.false_value])
-                elif name == "Not":
-                    stack.append(x.a)
-                elif name in ("BufferLoad", "TensorLoad"):
-                    stack.extend(list(x.indices))
-                elif name == "Var":   # ir.Var (TensorLoad source) etc.
-                    out.add(x)
-        return out
+                r = frozenset((h,))
+        elif kind is _K_IRVAR:
+            r = frozenset((h,))
+        else:
+            out = set()
+            for c in _kids(e, kind):
+                out |= self._uses(c)
+            r = frozenset(out)
+        self._uses_memo[h] = r
+        return r
+
+    def _lets_changed(self):
+        self._uses_memo = {}
+        self._lvl_ctx = None
 
     def _pred_mask(self, ctx):
         mask = self.lane_valid.copy()
@@ -490,48 +524,51 @@ class _KernelWalker:
 
     def _sample_loops(self, ctx):
         for lp in ctx.loops:
-            if lp.var not in self.env:
-                self.env[lp.var] = self.rng.integers(0, max(1, lp.extent), size=(_SAMPLES, 1))
+            if lp.key not in self.env:
+                self.env[lp.key] = self.rng.integers(0, max(1, lp.extent), size=(_SAMPLES, 1))
 
     # ---- expressions ----------------------------------------------------------------------------
     def _level(self, e, ctx_index):
         """Depth (1-based) of the innermost non-unrolled enclosing loop whose var ``e`` uses; 0 when
-        ``e`` depends on no such loop (thread/block indices and constants only)."""
-        T = self.T
-        best = 0
-        stack = [e]
-        while stack:
-            x = stack.pop()
-            t = type(x)
-            if t is T.Var:
-                lvl = ctx_index.get(x)
-                if lvl is not None:
-                    best = max(best, lvl)
-                elif x in self.lets:
-                    lv = self._let_level.get(x)
+        ``e`` depends on no such loop (thread/block indices and constants only).
+
+        ``ctx_index`` (from ``_ctx_index``) maps loop-var handles to depths. Results are memoised per
+        node for the current ``ctx_index`` (one statement) and let bindings."""
+        if ctx_index is not self._lvl_ctx:
+            self._lvl_ctx = ctx_index
+            self._lvl_memo = {}
+        return self._lvl(e, ctx_index)
+
+    def _lvl(self, x, ctx_index):
+        t = type(x)
+        kind = _KIND.get(t)
+        if kind is None:
+            kind = _kind_of(self.T, t)
+        if kind is _K_CONST:
+            return 0
+        h = x.__chandle__()
+        memo = self._lvl_memo
+        r = memo.get(h)
+        if r is not None:
+            return r
+        if kind is _K_VAR:
+            r = ctx_index.get(h)
+            if r is None:
+                r = 0
+                if h in self.lets:
+                    lv = self._let_level.get(h)
                     if lv is None:
-                        lv = self._level(self.lets[x], ctx_index)
-                        self._let_level[x] = lv
-                    best = max(best, lv)
-            elif t is T.IntImm or t is T.FloatImm:
-                continue
-            elif hasattr(x, "a") and hasattr(x, "b"):
-                stack.append(x.a)
-                stack.append(x.b)
-            elif t.__name__ == "Call":
-                stack.extend(list(x.args))
-            elif t.__name__ in ("Ramp",):
-                stack.append(x.base)
-                stack.append(x.stride)
-            elif t.__name__ in ("Broadcast", "Cast"):
-                stack.append(x.value)
-            elif t.__name__ == "Select":
-                stack.extend([x.condition, x.true_value, x.false_value])
-            elif t.__name__ == "Not":
-                stack.append(x.a)
-            elif t.__name__ in ("BufferLoad", "TensorLoad"):
-                stack.extend(list(x.indices))
-        return best
+                        lv = self._lvl(self.lets[h], ctx_index)
+                        self._let_level[h] = lv
+                    r = lv
+        else:
+            r = 0
+            for c in _kids(x, kind):
+                v = self._lvl(c, ctx_index)
+                if v > r:
+                    r = v
+        memo[h] = r
+        return r
 
     def _count_expr(self, e, ctx, w_float, w_int_by_level, ctx_index, in_index=False):
         """Accumulate instruction counts of expression ``e``.
@@ -601,7 +638,8 @@ class _KernelWalker:
             self._count_index(e.base, ctx, w_int_by_level, ctx_index)
             return
         if name == "Let":
-            self.lets[e.var] = e.value
+            self.lets[e.var.__chandle__()] = e.value
+            self._lets_changed()
             self._count_expr(e.value, ctx, w_float, w_int_by_level, ctx_index)
             self._count_expr(e.body, ctx, w_float, w_int_by_level, ctx_index)
             return
@@ -624,7 +662,7 @@ class _KernelWalker:
             used |= self._uses(idx)
         r = 1.0
         for lp in unrolled:
-            if lp.var not in used:
+            if lp.key not in used:
                 r *= lp.extent
         return r
 
@@ -701,7 +739,11 @@ class _KernelWalker:
             name = t.__name__
             if name not in ("BufferLoad", "TensorLoad"):
                 lv = self._level(x, ctx_index)
-                key = (tvm_structural_hash(x), lv, self._level_loop(ctx, lv))
+                hx = x.__chandle__()
+                sh = self._shash.get(hx)
+                if sh is None:
+                    sh = self._shash[hx] = tvm_structural_hash(x)
+                key = (sh, lv, self._level_loop(ctx, lv))
                 if key in self._seen_int:
                     continue
                 self._seen_int.add(key)
@@ -768,16 +810,14 @@ class _KernelWalker:
                 stack.append((b, False))
 
     def _level_loop(self, ctx, lv):
-        """Identity of the lv-th non-unrolled enclosing loop (None for level 0)."""
+        """Identity of the lv-th non-unrolled enclosing loop (None for level 0): its serial number
+        (unique per loop statement; ``id()`` of a freed _Loop could be reused by a later one)."""
         if lv == 0:
             return None
-        k = 0
-        for lp in ctx.loops:
-            if not lp.unrolled:
-                k += 1
-                if k == lv:
-                    return id(lp)
-        return None
+        ll = ctx.level_loops
+        if ll is None:
+            ll = ctx.level_loops = [None] + [lp.serial for lp in ctx.loops if not lp.unrolled]
+        return ll[lv] if lv < len(ll) else None
 
     def _call(self, e, ctx, w, w_int_by_level, ctx_index, lanes):
         op = e.op.name
@@ -885,7 +925,12 @@ class _KernelWalker:
         if addr.ndim == 2:
             addr = addr[..., None]
         addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))   # (sample, lane, vector lane)
-        mask = self._pred_mask(ctx) if ctx.preds else self.lane_valid
+        if ctx.preds:
+            mask = self._pmask.get(ctx.preds)
+            if mask is None:
+                mask = self._pmask[ctx.preds] = self._pred_mask(ctx)
+        else:
+            mask = self.lane_valid
         return addr * elem, mask, elem
 
     def _sectors(self, indices, bits, lanes, ctx):
@@ -931,7 +976,7 @@ class _KernelWalker:
         for lp in ctx.loops:
             if not lp.unrolled:
                 depth += 1
-            idx[lp.var] = depth if not lp.unrolled else 0
+            idx[lp.key] = depth if not lp.unrolled else 0
         return idx
 
     def _int_weights(self, ctx):
@@ -946,13 +991,20 @@ class _KernelWalker:
 
     def _stmt_weights(self, ctx):
         """(per-thread float weight, warp-level int weights by level, ctx_index) for ctx."""
+        r = ctx.weights
+        if r is None:
+            r = ctx.weights = self._stmt_weights_of(ctx)
+        self._lanes_per_warp = r[4]
+        return r[:4]
+
+    def _stmt_weights_of(self, ctx):
         w = self._weight(ctx)
         warps, _ = self._warps_total()
         warp_frac, lane_frac = self._active(ctx)
         ints = [x * warps * warp_frac for x in self._int_weights(ctx)]
         # active lanes per executing warp: turns warp-level executions into thread-level FLOP
-        self._lanes_per_warp = 32.0 * lane_frac / warp_frac if warp_frac > 0 else 0.0
-        return w, ints, self._ctx_index(ctx), warps * warp_frac
+        lanes_per_warp = 32.0 * lane_frac / warp_frac if warp_frac > 0 else 0.0
+        return w, ints, self._ctx_index(ctx), warps * warp_frac, lanes_per_warp
 
     def _stmt(self, s, ctx):
         T = self.T
@@ -970,7 +1022,8 @@ class _KernelWalker:
             if body is not None:
                 self._stmt(body, ctx)
         elif t is T.Bind:
-            self.lets[s.var] = s.value
+            self.lets[s.var.__chandle__()] = s.value
+            self._lets_changed()
             self._value(s.value, ctx)
         elif t is T.For:
             if not isinstance(s.extent, T.IntImm):
@@ -1272,19 +1325,29 @@ def _sorted_unique_mask(rows):
     return rows, new
 
 
+def _rows_of(keys, mask):
+    """``_active_rows`` with a shortcut: when every lane is active it returns the keys flattened."""
+    if mask.all():
+        return keys.reshape(keys.shape[0], -1)
+    return _active_rows(keys, mask)
+
+
 def _mean_unique(keys, mask) -> float:
     """Mean number of distinct keys per sample among active lanes."""
-    rows = _active_rows(keys, mask)
+    rows = _rows_of(keys, mask)
     if rows is None:
         return 0.0
-    _, new = _sorted_unique_mask(rows)
-    return float(new.sum(axis=1).mean())
+    rows = np.sort(rows, axis=1)
+    n = rows.shape[0]
+    # the distinct count of a row is 1 + its number of steps; the mean of integer counts is their
+    # exact sum divided by n (what numpy's mean of the per-row counts computes)
+    return (n + int(np.count_nonzero(rows[:, 1:] != rows[:, :-1]))) / n
 
 
 def _wavefronts_of(words, mask) -> float:
     """Shared-memory wavefronts per request: the busiest bank's distinct words, at least the
     number of 128-byte transfers the distinct words need."""
-    rows = _active_rows(words, mask)
+    rows = _rows_of(words, mask)
     if rows is None:
         return 1.0
     rows, new = _sorted_unique_mask(rows)
@@ -1293,6 +1356,48 @@ def _wavefronts_of(words, mask) -> float:
     per_bank = np.bincount(banks[new], minlength=32 * n).reshape(n, 32).max(axis=1)
     distinct = new.sum(axis=1)
     return float(np.maximum(per_bank, np.ceil(distinct * 4 / 128)).mean())
+
+
+# Expression node kinds (by Python type, classified once per type; the order of the tests is the one
+# the walker's traversals have always used: exact tirx.Var, immediates, binary (fields a and b), names).
+_K_CONST, _K_VAR, _K_AB, _K_CALL, _K_RAMP, _K_VALUE, _K_SELECT, _K_NOT, _K_LOAD, _K_IRVAR, _K_OTHER = (
+    "const", "var", "ab", "call", "ramp", "value", "select", "not", "load", "irvar", "other")
+_KIND: dict = {}
+_EMPTY = frozenset()
+
+
+def _kind_of(T, t) -> str:
+    if t is T.Var:
+        k = _K_VAR
+    elif t is T.IntImm or t is T.FloatImm:
+        k = _K_CONST
+    elif hasattr(t, "a") and hasattr(t, "b"):
+        k = _K_AB
+    else:
+        k = {"Call": _K_CALL, "Ramp": _K_RAMP, "Broadcast": _K_VALUE, "Cast": _K_VALUE,
+             "Select": _K_SELECT, "Not": _K_NOT, "BufferLoad": _K_LOAD, "TensorLoad": _K_LOAD,
+             "Var": _K_IRVAR}.get(t.__name__, _K_OTHER)
+    _KIND[t] = k
+    return k
+
+
+def _kids(x, kind) -> tuple:
+    """Operands of an expression node of ``kind`` (what ``_children`` returns)."""
+    if kind is _K_AB:
+        return (x.a, x.b)
+    if kind is _K_CALL:
+        return tuple(x.args)
+    if kind is _K_RAMP:
+        return (x.base, x.stride)
+    if kind is _K_VALUE:
+        return (x.value,)
+    if kind is _K_SELECT:
+        return (x.condition, x.true_value, x.false_value)
+    if kind is _K_NOT:
+        return (x.a,)
+    if kind is _K_LOAD:
+        return tuple(x.indices)
+    return ()
 
 
 def tvm_structural_hash(e) -> int:
