@@ -3,7 +3,8 @@
 
     python3 benchmarks/evaluate.py                       # every GPU under datasets/, all methods
     python3 benchmarks/evaluate.py --gpus h100 --folds 5 --methods analytical,costpass-reg-resid
-    python3 benchmarks/evaluate.py --ship                # also write costpass/models/<gpu>.json.gz
+    python3 benchmarks/evaluate.py --ship                # also write costpass/models/<gpu>.json.gz and the
+                                                         # cross-GPU model costpass/models/h100+h200.json.gz
 
 Writes ``benchmarks/results/evaluate.md`` and ``evaluate.json`` (``--out`` changes the stem). See
 ``costpass/evaluate.py`` for the methods and metrics. Features are cached under ``.cache/costpass/``.
@@ -35,7 +36,9 @@ per workload, best measured latency / best measured latency among the 1 / 5 cand
 fastest (1.0 = it found the best), mean over workloads; **worst top-1**: the lowest workload's top-1.
 Splits: GroupKFold over workloads (a workload's candidates are all in one fold), so every score is on
 workloads the model never saw. Cross-GPU rows train on one GPU's training folds and score the other GPU's
-measurements of the held-out workloads (same candidates). Search-time adaptation: k candidates of each
+measurements of the held-out workloads (same candidates). `train h100+h200` rows train one model on both GPUs'
+training folds (each GPU's rows featurised on its own spec) and score the held-out workloads of one GPU, on
+the same folds as that GPU's own leave-workload-out rows. Search-time adaptation: k candidates of each
 held-out workload are revealed (seeded random choice) as a tuning session would measure them; every k is
 scored on the same never-revealed candidates (see `costpass.evaluate.online_adaptation`)."""
 
@@ -56,20 +59,29 @@ def git_commit() -> str:
         return ""
 
 
-def ship(ds: E.Dataset, variant: str, seed: int, out_dir: str) -> str:
+def ship(dsets, variant: str, seed: int, out_dir: str) -> str:
+    """Fit ``variant`` on all candidates of one GPU's dataset (or of several: the cross-GPU model) and write
+    ``costpass/models/<gpu>.json.gz`` (``h100+h200.json.gz`` for several). The header lists the GPU(s) and a
+    hash of the training data (GPU, candidate id and measured ms of every row)."""
     from costpass.model import CostpassModel
 
+    dsets = [dsets] if isinstance(dsets, E.Dataset) else list(dsets)
     kw = {"costpass-reg-resid": dict(objective="reg", target="residual"),
           "costpass-reg-log": dict(objective="reg", target="log"),
           "costpass-rank": dict(objective="rank")}[variant]
     h = hashlib.sha256()
-    for cid, y in sorted(zip(ds.ids, ds.y_ms)):
-        h.update(f"{cid} {y:.9g}\n".encode())
-    m = CostpassModel(seed=seed, gpus=[ds.gpu], **kw).fit(ds.X, ds.y_ms, groups=ds.workloads,
-                                                            data_id=h.hexdigest()[:16])
-    m.header["training_data"] = {"records": ds.info.get("records"), "candidates": len(ds),
-                                 "workloads": len(set(ds.workloads)), "variant": variant,
-                                 "source": f"datasets/{ds.gpu}"}
+    for d in dsets:
+        for cid, y in sorted(zip(d.ids, d.y_ms)):
+            h.update((f"{cid} {y:.9g}\n" if len(dsets) == 1 else f"{d.gpu} {cid} {y:.9g}\n").encode())
+    ds = dsets[0] if len(dsets) == 1 else E.concat(dsets)
+    m = CostpassModel(seed=seed, gpus=[d.gpu for d in dsets], **kw).fit(ds.X, ds.y_ms, groups=ds.workloads,
+                                                                       data_id=h.hexdigest()[:16])
+    m.header["training_data"] = {"records": sum(d.info.get("records") or 0 for d in dsets),
+                                 "candidates": len(ds), "workloads": len(set(ds.workloads)), "variant": variant,
+                                 "source": ", ".join(f"datasets/{d.gpu}" for d in dsets)}
+    if len(dsets) > 1:
+        m.header["training_data"]["per_gpu"] = {d.gpu: {"records": d.info.get("records"), "candidates": len(d)}
+                                                for d in dsets}
     return m.save(os.path.join(out_dir, f"{ds.gpu}.json.gz"))
 
 
@@ -81,11 +93,14 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--methods", default=",".join(E.METHODS))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-cross", action="store_true", help="skip the cross-GPU scenarios")
+    ap.add_argument("--no-cross", action="store_true", help="skip the cross-GPU scenarios (incl. the model "
+                    "trained across GPUs)")
     ap.add_argument("--online-k", default="0,8,24", help="revealed candidates per held-out workload for the "
                     "search-time adaptation scenario ('' to skip)")
     ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "evaluate"))
-    ap.add_argument("--ship", action="store_true", help="fit on all data of each GPU, write costpass/models/")
+    ap.add_argument("--ship", action="store_true", help="fit on all data of each GPU, write costpass/models/ "
+                    "(<gpu>.json.gz per GPU and, with two GPUs or more, the cross-GPU model <gpu>+<gpu>.json.gz)")
+    ap.add_argument("--no-ship-cross", action="store_true", help="with --ship: no cross-GPU model")
     ap.add_argument("--ship-variant", default="costpass-reg-resid")
     ap.add_argument("--ship-only", action="store_true", help="only fit and write the shipped models (no evaluation)")
     ap.add_argument("--no-progress", action="store_true")
@@ -154,16 +169,30 @@ def main(argv=None) -> int:
                 result["scenarios"][f"train {ga} -> test {gb}, same workloads"] = r
                 print(f"\n## train {ga} -> test {gb}, same workloads (seen on {ga})\n" + E.markdown_table(r),
                       flush=True)
+        if len(dsets) > 1:
+            joint = "+".join(dsets)
+            for gb in dsets:
+                r = E.cross_validate_joint(list(dsets.values()), dsets[gb], methods=methods, folds=a.folds,
+                                           seed=a.seed, progress=not a.no_progress)
+                result["scenarios"][f"train {joint} -> test {gb}, leave-workload-out"] = r
+                print(f"\n## train {joint} -> test {gb}, leave-workload-out\n" + E.markdown_table(r), flush=True)
     if a.ship or a.ship_only:
         a.ship = True
         out_dir = os.path.join(REPO, "costpass", "models")
         result["shipped"] = {}
-        for g, ds in dsets.items():
-            p = ship(ds, a.ship_variant, a.seed, out_dir)
-            result["shipped"][g] = {"path": os.path.relpath(p, REPO), "variant": a.ship_variant,
-                                    "bytes": os.path.getsize(p)}
-            print(f"[{g}] shipped {p}", flush=True)
+        groups = [[g] for g in dsets] + ([list(dsets)] if len(dsets) > 1 and not a.no_ship_cross else [])
+        for gs in groups:
+            p = ship([dsets[g] for g in gs], a.ship_variant, a.seed, out_dir)
+            name = "+".join(gs)
+            result["shipped"][name] = {"path": os.path.relpath(p, REPO), "variant": a.ship_variant,
+                                       "bytes": os.path.getsize(p), "gpus": gs,
+                                       "candidates": sum(len(dsets[g]) for g in gs)}
+            print(f"[{name}] shipped {p}", flush=True)
     result["wall_s"] = round(time.time() - t_start, 1)
+    if a.ship_only:      # no evaluation ran: leave the evaluation report as it is
+        print(f"\nshipped {', '.join(s['path'] for s in result['shipped'].values())} ({result['wall_s']} s); "
+              f"{a.out}.md left as it was (no evaluation with --ship-only)")
+        return 0
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     slim = json.loads(json.dumps(result))
     with open(a.out + ".json", "w") as f:
@@ -183,7 +212,8 @@ def main(argv=None) -> int:
     if a.ship:
         md.append("\n## Shipped models\n")
         for g, s in result["shipped"].items():
-            md.append(f"- `{s['path']}` ({s['variant']}, {s['bytes']} bytes), trained on all of {g}")
+            md.append(f"- `{s['path']}` ({s['variant']}, {s['bytes']} bytes), trained on all of "
+                      + " and ".join(s.get("gpus", [g])) + f" ({s.get('candidates', '?')} candidates)")
     with open(a.out + ".md", "w") as f:
         f.write("\n".join(md) + "\n")
     print(f"\nwrote {a.out}.md and {a.out}.json ({result['wall_s']} s)")

@@ -639,6 +639,51 @@ def cross_validate(ds: Dataset, methods=METHODS, folds: int = 5, seed: int = 0, 
             "n_workloads": len(set(b.workloads)), "methods": out}
 
 
+def concat(dsets, gpu: str | None = None) -> Dataset:
+    """Rows of several GPUs' datasets in one (features stay each GPU's own: they are spec-normalised).
+    The name is ``"h100+h200"`` by default; candidate ids are kept (PerStoreFeature rows are the same
+    candidate's on every GPU)."""
+    dsets = list(dsets)
+    with_ps = all(d.perstore for d in dsets)
+    X = np.vstack([d.X for d in dsets]) if dsets else np.zeros((0, len(F.FEATURE_SCHEMA)))
+    return Dataset(gpu or "+".join(d.gpu for d in dsets), [c for d in dsets for c in d.ids],
+                   [w for d in dsets for w in d.workloads], np.concatenate([d.y_ms for d in dsets]), X,
+                   [p for d in dsets for p in d.perstore] if with_ps else [],
+                   {"parts": {d.gpu: len(d) for d in dsets}})
+
+
+def cross_validate_joint(train_dsets, test_ds: Dataset, methods=METHODS, folds: int = 5, seed: int = 0,
+                         progress: bool = True) -> dict:
+    """Leave-workload-out CV of a model trained across GPUs: folds over ``test_ds``'s workloads (the same
+    folds as ``cross_validate(test_ds)``); each fold trains on the rows of *every* dataset in
+    ``train_dsets`` whose workload is not held out (so no held-out workload is seen on any GPU) and scores
+    ``test_ds``'s held-out candidates."""
+    train_dsets = list(train_dsets)
+    splits = group_kfold(test_ds.workloads, folds)
+    preds = {m: np.full(len(test_ds), np.nan) for m in methods}
+    times = {m: 0.0 for m in methods}
+    name = "+".join(d.gpu for d in train_dsets)
+    it = [(m, f) for m in methods for f in range(len(splits))]
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc=f"CV {name}->{test_ds.gpu}", leave=False)
+    for m, f in it:
+        _, te = splits[f]
+        held = {test_ds.workloads[i] for i in te}
+        train = concat([d.subset([i for i, w in enumerate(d.workloads) if w not in held]) for d in train_dsets],
+                       gpu=name)
+        t0 = time.perf_counter()
+        preds[m][te] = fit_predict(m, train, test_ds.subset(te), seed=seed)
+        times[m] += time.perf_counter() - t0
+    out = {}
+    for m in methods:
+        r = metrics(test_ds.y_ms, preds[m], test_ds.workloads, calibrated=CALIBRATED[m])
+        r["fit_predict_s"] = round(times[m], 3)
+        out[m] = r
+    return {"train_gpu": name, "test_gpu": test_ds.gpu, "folds": len(splits), "n": len(test_ds),
+            "n_workloads": len(set(test_ds.workloads)), "methods": out}
+
+
 def transfer(train: Dataset, test: Dataset, methods=METHODS, seed: int = 0) -> dict:
     """Train on all of ``train`` (one GPU), score all of ``test`` (another GPU) on the candidates both hold:
     GPU transfer with the workloads seen (on the other GPU)."""

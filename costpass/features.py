@@ -60,13 +60,17 @@ def _names() -> tuple:
           "shared_wavefronts_over_ideal", "regs_frac", "regs_per_thread_log2", "spill",
           "smem_frac", "log2_threads_per_block", "log2_blocks", "log2_blocks_per_sm_count",
           "log2_total_warps", "tensor_flop_share", "log2_flop_per_inst", "barriers_per_warp_log2",
-          "loads_per_warp_log2", "invalid_launch"]
+          "loads_per_warp_log2", "invalid_launch",
+          # register pressure and private memory of the dominant kernel (features-2): the register demand
+          # the pass estimates (before the cap) over what the block size leaves per thread on this GPU,
+          # the bytes per thread kept off registers (spills + local arrays), the serial load chain
+          "reg_need_over_cap", "log2_local_bytes_per_thread", "log2_serial_iterations"]
     n += [f"bottleneck_{p}" for p in PIPES]                  # one-hot: the dominant kernel's bottleneck
     n += [f"est_share_{p}" for p in PIPES]                   # share of the estimate per bottleneck pipe
     return tuple(n)
 
 
-FEATURE_SCHEMA = FeatureSchema(version="costpass-features-1", names=_names())
+FEATURE_SCHEMA = FeatureSchema(version="costpass-features-2", names=_names())
 _IDX = {n: i for i, n in enumerate(FEATURE_SCHEMA.names)}
 
 
@@ -190,6 +194,12 @@ def featurize(demands: list, gpu: GPUSpec, kernel_bounds_: list | None = None) -
     put("barriers_per_warp_log2", _log2(1.0 + I.get("barrier", 0.0) / warps, 1.0))
     put("loads_per_warp_log2", _log2(1.0 + ld / warps, 1.0))
     put("invalid_launch", 0.0 if all(bb.valid for bb in bs) else 1.0)
+    # registers per thread the GPU allows at this block size (register file / threads, at most the ISA cap);
+    # the demand pass caps its register estimate there and moves the excess to local_bytes_per_thread
+    cap = min(L["max_registers_per_thread"], L["registers_per_sm"] / max(1, ln.threads_per_block))
+    put("reg_need_over_cap", (ln.registers_per_thread + ln.local_bytes_per_thread / 4.0) / cap)
+    put("log2_local_bytes_per_thread", math.log2(1.0 + max(0, ln.local_bytes_per_thread)))
+    put("log2_serial_iterations", math.log2(1.0 + max(0.0, d.serial_iterations)))
 
     put(f"bottleneck_{b.bottleneck}", 1.0)
     if est > 0:

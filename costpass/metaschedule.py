@@ -8,8 +8,11 @@
 
 How it predicts: each candidate is lowered with TVM's S-TIR pipeline and walked by the demand pass
 (``costpass.demand``), featurised on the target GPU's spec (``costpass.features``) and passed to the
-shipped learned model for that GPU (``costpass/models/<gpu>.json[.gz]``) when there is one, else the
-analytical estimate (``costpass.bounds``) alone is the prediction. Demands are cached per module
+shipped learned model for that GPU (``costpass/models/<gpu>.json[.gz]``) when there is one, else to the
+model trained across GPUs (``costpass/models/h100+h200.json.gz``: features are normalised by each GPU's
+spec, so it can be tried on a GPU it never saw, e.g. ``a100``), else the analytical estimate
+(``costpass.bounds``) alone is the prediction; a log line (logger ``costpass.metaschedule``) says which model
+serves which GPU. Demands are cached per module
 (structural hash), because the evolutionary search scores the same module many times.
 
 Online update: results measured by the running search are kept (features, measured ms, base prediction)
@@ -47,13 +50,97 @@ MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 ONLINE_FORMAT = "costpass-online-cost-model"
 
 
-def shipped_model_path(gpu: str) -> str | None:
-    """Path of the shipped model for a GPU (``costpass/models/<gpu>.json`` or ``.json.gz``), or None."""
+def _shipped_file(name: str) -> str | None:
     for ext in (".json.gz", ".json"):
-        p = os.path.join(MODELS_DIR, f"{gpu.lower()}{ext}")
+        p = os.path.join(MODELS_DIR, f"{name.lower()}{ext}")
         if os.path.exists(p):
             return p
     return None
+
+
+def shipped_models() -> dict:
+    """Shipped model name -> path: ``costpass/models/<name>.json[.gz]`` (``h100``, ``h200``, ``h100+h200``)."""
+    out = {}
+    for f in sorted(os.listdir(MODELS_DIR)) if os.path.isdir(MODELS_DIR) else []:
+        for ext in (".json.gz", ".json"):
+            if f.endswith(ext) and ".tmp" not in f:
+                out.setdefault(f[: -len(ext)], os.path.join(MODELS_DIR, f))
+    return out
+
+
+def cross_gpu_model_path() -> str | None:
+    """The shipped model trained across several GPUs (name ``<gpu>+<gpu>...``), the one naming the most GPUs
+    when there are several; None when none is shipped."""
+    multi = [(n.count("+"), n, p) for n, p in shipped_models().items() if "+" in n]
+    return max(multi, key=lambda t: (t[0], t[1]))[2] if multi else None
+
+
+def shipped_model_path(gpu: str, fallback: bool = True) -> str | None:
+    """Path of the shipped model for ``gpu``: its own model (``costpass/models/<gpu>.json[.gz]``) when there is
+    one, else (``fallback``) the cross-GPU model (:func:`cross_gpu_model_path`), else None. ``gpu`` may also
+    name a shipped model directly (``"h100+h200"``)."""
+    own = _shipped_file(gpu)
+    if own is not None or not fallback:
+        return own
+    return cross_gpu_model_path()
+
+
+def split_gpu(gpu: str):
+    """``"h100"`` -> ("h100", None); ``"h100+h200"`` -> ("h100", "h100+h200"): the GPU whose spec features the
+    candidates (the first named) and the shipped model explicitly chosen."""
+    g = gpu.strip().lower()
+    if "+" in g:
+        return g.split("+")[0].strip(), g
+    return g, None
+
+
+def resolve_model(gpu: str, model_path: str | None = None, model_name: str | None = None):
+    """Which model file serves ``gpu``, and why: (path or None, reason).
+
+    ``model_path``: ``"none"`` (the analytical estimate alone), a file, or the name of a shipped model
+    (``"h100+h200"``); ``model_name``: a shipped model chosen through ``gpu="h100+h200"``. With neither, the
+    GPU's own shipped model, else the cross-GPU model, else None (the analytical estimate)."""
+    if model_path == "none":
+        return None, "model_path='none': the analytical estimate alone"
+    if model_path:
+        if not os.path.exists(model_path) and os.sep not in model_path and _shipped_file(model_path):
+            return _shipped_file(model_path), f"shipped model {model_path!r} chosen by model_path"
+        return model_path, "model_path"
+    if model_name:
+        p = _shipped_file(model_name)
+        if p is None:
+            raise FileNotFoundError(f"no shipped costpass model named {model_name!r} (shipped: "
+                                    f"{', '.join(shipped_models()) or 'none'})")
+        return p, f"shipped model {model_name!r} chosen explicitly"
+    own = _shipped_file(gpu)
+    if own is not None:
+        return own, f"the model trained on {gpu}"
+    cross = cross_gpu_model_path()
+    if cross is not None:
+        gp = ", ".join(_model_gpus(cross)) or "several GPUs"
+        return cross, f"no model trained on {gpu}: the cross-GPU model trained on {gp}"
+    return None, f"no shipped model for {gpu}: the analytical estimate alone"
+
+
+def _model_gpus(path: str) -> list:
+    try:
+        from .model import read_header
+        return list(read_header(path).get("gpus") or [])
+    except Exception:  # noqa: BLE001 - only for the log line
+        return []
+
+
+_LOGGED: set = set()
+
+
+def _log_choice(gpu: str, path: str | None, why: str) -> None:
+    key = (gpu, path, why)
+    if key in _LOGGED:
+        return
+    _LOGGED.add(key)
+    rel = os.path.relpath(path, os.path.dirname(MODELS_DIR)) if path and path.startswith(MODELS_DIR) else path
+    level = logging.WARNING if why.startswith("no model trained on") else logging.INFO
+    logger.log(level, "costpass: GPU %s uses %s (%s)", gpu, rel or "the analytical estimate", why)
 
 
 _MODEL_CACHE: dict = {}
@@ -83,11 +170,15 @@ def featurize_module(mod, gpu: S.GPUSpec, target=None) -> np.ndarray:
 
 def predict(mod, gpu: str = "h100", model_path: str | None = None) -> float:
     """Predicted latency in milliseconds of a scheduled module on ``gpu``: the shipped learned model for that
-    GPU when there is one (or the model at ``model_path``; ``"none"``: the analytical estimate alone), else
-    the analytical estimate."""
-    g = S.load(gpu) if isinstance(gpu, str) else gpu
+    GPU when there is one, else the cross-GPU model (``h100+h200``), else the analytical estimate.
+    ``model_path``: a model file, a shipped model's name, or ``"none"`` (the analytical estimate alone);
+    ``gpu="h100+h200"``: the GPU h100 with the shipped model h100+h200 (see :func:`resolve_model`)."""
+    name, explicit = split_gpu(gpu) if isinstance(gpu, str) else (gpu.name, None)
+    g = S.load(name) if isinstance(gpu, str) else gpu
     x = featurize_module(mod, g)
-    m = None if model_path == "none" else _load_model(model_path or shipped_model_path(g.name))
+    path, why = resolve_model(g.name, model_path, explicit)
+    _log_choice(g.name, path, why)
+    m = _load_model(path)
     if m is not None and m.calibrated:
         return float(m.predict(x[None, :])[0])
     return float(F.estimate_us_of(x)[0] / 1e3)
@@ -108,10 +199,12 @@ def _make_class():
         Parameters
         ----------
         gpu : str
-            GPU spec name (``costpass.spec.available()``): the analytical model and the shipped model.
+            GPU spec name (``costpass.spec.available()``): the analytical model and the shipped model (the
+            GPU's own, else the cross-GPU model ``h100+h200``, else none). ``"h100+h200"``: the GPU h100
+            with the shipped model h100+h200 chosen explicitly.
         model_path : str, optional
-            A costpass model file to start from instead of the shipped one for ``gpu``; ``"none"`` starts
-            from the analytical estimate alone.
+            A costpass model file (or a shipped model's name) to start from instead of the shipped one for
+            ``gpu``; ``"none"`` starts from the analytical estimate alone.
         online : bool
             Fit the residual model on the search's own measurements (default True).
         min_online : int
@@ -121,9 +214,12 @@ def _make_class():
         def __init__(self, gpu: str = "h100", model_path: str | None = None, online: bool = True,
                      min_online: int = 16, seed: int = 0):
             super().__init__()
-            self.gpu = S.load(gpu) if isinstance(gpu, str) else gpu
-            path = None if model_path == "none" else (model_path or shipped_model_path(self.gpu.name))
+            name, explicit = split_gpu(gpu) if isinstance(gpu, str) else (gpu.name, None)
+            self.gpu = S.load(name) if isinstance(gpu, str) else gpu
+            path, why = resolve_model(self.gpu.name, model_path, explicit)
+            _log_choice(self.gpu.name, path, why)
             self.model_path = path
+            self.model_choice = why
             self.base = None
             if path is not None:
                 try:

@@ -136,11 +136,16 @@ def test_transfer_and_online_adaptation():
     r = E.transfer(a, b, methods=("analytical", "costpass-reg-resid"))
     assert r["n"] == len(b) and r["methods"]["costpass-reg-resid"]["median_ape"] < 0.2
     # revealing 8 measured candidates per held-out workload lets the online residual model learn the
-    # occupancy factor the analytical estimate misses
-    on = E.online_adaptation(a, folds=3, ks=(0, 8), methods=("analytical+online",), progress=False)
-    r0, r8 = on["methods"]["analytical+online k=0"], on["methods"]["analytical+online k=8"]
-    assert r0["n"] == r8["n"] == on["n"] == 6 * (24 - 8)      # scored on the same never-revealed candidates
-    assert r8["median_ape"] < 0.5 * r0["median_ape"]
+    # occupancy factor the analytical estimate misses (mean over 3 synthetic draws: one draw's noise columns
+    # move the ratio between 0.3 and 0.55)
+    ratios = []
+    for s in (0, 1, 2):
+        a = _synthetic_dataset("h100", per=24, seed=s)
+        on = E.online_adaptation(a, folds=3, ks=(0, 8), methods=("analytical+online",), progress=False)
+        r0, r8 = on["methods"]["analytical+online k=0"], on["methods"]["analytical+online k=8"]
+        assert r0["n"] == r8["n"] == on["n"] == 6 * (24 - 8)  # scored on the same never-revealed candidates
+        ratios.append(r8["median_ape"] / r0["median_ape"])
+    assert np.mean(ratios) < 0.5 and max(ratios) < 0.75
 
 
 def test_feature_cache_key_covers_the_code_behind_the_features(tmp_path):
@@ -150,3 +155,46 @@ def test_feature_cache_key_covers_the_code_behind_the_features(tmp_path):
     for part in (F.schema_hash(), ex.demand_version, ex.bounds_version, "h100"):
         assert part in path
     assert ex.demand_version in ex.demand_cache("sm_90a").path
+
+
+def test_joint_cross_gpu_training_and_ship(tmp_path):
+    """A model trained across two GPUs: leave-workload-out folds never train on a held-out workload of either
+    GPU; benchmarks/evaluate.py's ship() writes <a>+<b>.json.gz whose header lists both GPUs."""
+    import importlib.util
+    import os
+    from costpass.model import CostpassModel, read_header
+
+    a, b = _synthetic_dataset("h100", per=24), _synthetic_dataset("h200", per=24, seed=1)
+    j = E.concat([a, b])
+    assert j.gpu == "h100+h200" and len(j) == len(a) + len(b) and j.info["parts"] == {"h100": len(a), "h200": len(b)}
+    seen = []
+    orig = E.fit_predict
+
+    def spy(method, train, test, seed=0):
+        assert not set(train.workloads) & set(test.workloads)      # no held-out workload in training
+        seen.append((len(train), len(test)))
+        return orig(method, train, test, seed=seed)
+
+    E.fit_predict = spy
+    try:
+        r = E.cross_validate_joint([a, b], b, methods=("costpass-reg-resid",), folds=3, progress=False)
+    finally:
+        E.fit_predict = orig
+    assert r["train_gpu"] == "h100+h200" and r["test_gpu"] == "h200" and r["n"] == len(b)
+    assert all(ntr + 2 * nte == len(a) + len(b) for ntr, nte in seen)  # both GPUs' training rows
+    assert r["methods"]["costpass-reg-resid"]["median_ape"] < 0.2
+
+    spec_ = importlib.util.spec_from_file_location(
+        "bench_eval", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "evaluate.py"))
+    bench = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(bench)
+    a.info, b.info = {"records": len(a)}, {"records": len(b)}
+    p1 = bench.ship([a], "costpass-reg-resid", 0, str(tmp_path))
+    p2 = bench.ship([a, b], "costpass-reg-resid", 0, str(tmp_path))
+    assert os.path.basename(p1) == "h100.json.gz" and os.path.basename(p2) == "h100+h200.json.gz"
+    h1, h2 = read_header(p1), read_header(p2)
+    assert h1["gpus"] == ["h100"] and h2["gpus"] == ["h100", "h200"]
+    assert h2["n_train"] == len(a) + len(b) and h2["training_data"]["per_gpu"]["h200"]["candidates"] == len(b)
+    assert h1["training_data_hash"] != h2["training_data_hash"] and len(h2["training_data_hash"]) == 16
+    m = CostpassModel.load(p2)
+    assert np.all(np.isfinite(m.predict(b.X)))

@@ -82,3 +82,27 @@ def test_features_module_does_not_import_tvm():
     code = ("import sys; import costpass.features, costpass.model; "
             "assert 'tvm' not in sys.modules, sorted(m for m in sys.modules if m.startswith('tvm'))")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_register_pressure_features():
+    """reg_need_over_cap: the estimated register demand (spilled part included) over what the block size
+    leaves per thread on the GPU; private bytes and the serial chain as log2."""
+    g = spec.load("h100")
+    i = F.FEATURE_SCHEMA.index
+    small = kernel(threads=256)
+    x = F.featurize([small], g)
+    # 40 registers, 256 threads: 65536 / 256 = 256 -> capped at 255 registers per thread
+    assert x[i("reg_need_over_cap")] == pytest.approx(40 / 255)
+    assert x[i("log2_local_bytes_per_thread")] == 0.0
+    big = kernel(threads=1024)
+    big.launch.registers_per_thread = 64
+    big.launch.local_bytes_per_thread = 360            # ~90 spilled registers
+    big.serial_iterations = 255.0
+    y = F.featurize([big], g)
+    assert y[i("reg_need_over_cap")] == pytest.approx((64 + 90) / 64)   # 65536 / 1024 = 64 per thread
+    assert y[i("log2_local_bytes_per_thread")] == pytest.approx(math.log2(361))
+    assert y[i("log2_serial_iterations")] == pytest.approx(8.0)
+    # the cap comes from the GPU's register file: a GPU with half of it doubles the pressure
+    half = spec.load("h100")
+    half.limits["registers_per_sm"] = 32768
+    assert F.featurize([big], half)[i("reg_need_over_cap")] == pytest.approx((64 + 90) / 32)

@@ -201,3 +201,65 @@ def test_cost_model_in_tune_relax(tmp_path):
     assert st["predict_calls"] >= 1 and st["candidates_scored"] >= 6
     assert st["update_calls"] >= 1 and st["candidates_measured"] >= 3 and st["residual_fits"] >= 1
     assert st["extract_failures"] == 0 and st["fallbacks"] == 0 and st["update_failures"] == 0
+
+
+def test_model_choice_own_cross_explicit(caplog, tmp_path):
+    """Each GPU's own shipped model; the cross-GPU model (h100+h200) for a GPU without one; explicit choices."""
+    from costpass import metaschedule as CM
+    from costpass.model import read_header
+
+    own, cross = CM.shipped_model_path("h100"), CM.shipped_model_path("h100+h200", fallback=False)
+    assert own.endswith("h100.json.gz") and cross.endswith("h100+h200.json.gz")
+    assert CM.cross_gpu_model_path() == cross
+    h = read_header(cross)                          # the header names both GPUs and the data it saw
+    assert h["gpus"] == ["h100", "h200"] and len(h["training_data_hash"]) == 16
+    assert set(h["training_data"]["per_gpu"]) == {"h100", "h200"}
+    assert h["feature_schema"]["hash"] == costpass.features.schema_hash()
+    assert CM.shipped_model_path("a100") == cross and CM.shipped_model_path("a100", fallback=False) is None
+
+    CM._LOGGED.clear()
+    with caplog.at_level(logging.INFO, logger="costpass.metaschedule"):
+        cm_own, cm_a100 = costpass.CostModel(gpu="h200"), costpass.CostModel(gpu="a100")
+        cm_exp = costpass.CostModel(gpu="h100+h200")
+        cm_path = costpass.CostModel(gpu="l40s", model_path="h200")
+        cm_none = costpass.CostModel(gpu="l40s", model_path="none")
+    assert cm_own.model_path.endswith("h200.json.gz")
+    assert cm_a100.model_path == cross and cm_a100.gpu.name == "a100" and cm_a100.base.gpus == ["h100", "h200"]
+    assert cm_exp.model_path == cross and cm_exp.gpu.name == "h100"
+    assert cm_path.model_path.endswith("h200.json.gz") and cm_none.base is None
+    text = caplog.text
+    assert "GPU h200 uses models/h200.json.gz (the model trained on h200)" in text
+    assert ("GPU a100 uses models/h100+h200.json.gz (no model trained on a100: the cross-GPU model trained "
+            "on h100, h200)") in text
+    assert "GPU h100 uses models/h100+h200.json.gz (shipped model 'h100+h200' chosen explicitly)" in text
+    fallback = [r for r in caplog.records if "no model trained on a100" in r.getMessage()]
+    assert fallback and fallback[0].levelno == logging.WARNING
+    with pytest.raises(FileNotFoundError, match="no shipped costpass model named 'h100\\+a100'"):
+        costpass.CostModel(gpu="h100+a100")
+
+    # costpass.predict takes the same route: a100 through the cross-GPU model, equal to an explicit choice
+    _, cands = _candidates(1)
+    mod = cands[0].sch.mod
+    p_a100 = costpass.predict(mod, "a100")
+    assert p_a100 == costpass.predict(mod, "a100", model_path=cross) == costpass.predict(mod, "a100",
+                                                                                          model_path="h100+h200")
+    assert p_a100 != costpass.predict(mod, "a100", model_path="none")
+    assert costpass.predict(mod, "h100+h200") == costpass.predict(mod, "h100", model_path=cross)
+
+
+def test_cross_model_schema_refused(tmp_path, monkeypatch):
+    """A shipped model whose feature schema differs is refused with a clear message, the cross-GPU one too."""
+    import gzip
+    import json
+    from costpass import metaschedule as CM
+    from costpass.model import ModelSchemaError
+
+    with gzip.open(CM.cross_gpu_model_path(), "rb") as f:
+        obj = json.loads(f.read())
+    obj["header"]["feature_schema"]["hash"] = "0000000000000000"
+    (tmp_path / "h100+h200.json").write_text(json.dumps(obj))
+    monkeypatch.setattr(CM, "MODELS_DIR", str(tmp_path))
+    monkeypatch.setattr(CM, "_MODEL_CACHE", {})
+    assert CM.shipped_model_path("a100") == str(tmp_path / "h100+h200.json")
+    with pytest.raises(ModelSchemaError, match="feature schema"):
+        costpass.CostModel(gpu="a100")
