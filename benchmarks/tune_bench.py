@@ -72,11 +72,12 @@ def cmd_one(a) -> int:
         p = Path(a.model_dir) / f"{a.task}.json.gz"
         model_path = str(p) if p.exists() else None
     cfg = T.TuneConfig(workload=a.task, work_dir=a.work_dir, gpu=a.gpu, cost_model=a.model, trials=a.trials,
-                       trials_per_iter=a.per_iter, seed=a.seed, model_path=model_path, num_cores=a.cores)
+                       trials_per_iter=a.per_iter, seed=a.seed, model_path=model_path, num_cores=a.cores,
+                       population=a.population)
     res = T.tune(cfg, ms_gpu.gpu_builder(max_workers=a.build_workers), ms_gpu.gpu_runner())
     out = res.to_json()
     out.update(gpu_info=_gpu_info(), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               costpass_commit=a.commit, per_iter=a.per_iter, cores=a.cores)
+               costpass_commit=a.commit, per_iter=a.per_iter, cores=a.cores, population=a.population)
     tmp = a.out + ".part"
     with open(tmp, "w") as f:
         json.dump(out, f)
@@ -143,7 +144,7 @@ def cmd_run(a) -> int:
         cmd = [sys.executable, str(Path(__file__).resolve()), "one", "--task", t, "--model", m, "--seed", str(s),
                "--trials", str(a.trials), "--per-iter", str(a.per_iter), "--work-dir", str(wd), "--out", str(dest),
                "--gpu", a.gpu, "--cores", str(cores), "--build-workers", str(a.build_workers),
-               "--commit", a.commit] + (["--model-dir", a.model_dir] if a.model_dir else [])
+               "--commit", a.commit, "--population", str(a.population)] + (["--model-dir", a.model_dir] if a.model_dir else [])
         left = max(30, a.budget_s + a.grace_s - (time.time() - t_start))
         t0 = time.time()
         with open(out / "runs" / f"{rid}.log", "w") as log:
@@ -151,8 +152,9 @@ def cmd_run(a) -> int:
                 rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=left).returncode
             except subprocess.TimeoutExpired:
                 rc = "timeout"
-        if wd.exists():
-            shutil.copytree(wd, out / "db" / rid, dirs_exist_ok=True)
+        for f in wd.glob("database_*.json"):  # the databases only (the logs are too many files to fetch)
+            (out / "db" / rid).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, out / "db" / rid / f.name)
         return rid, f"rc={rc} {time.time() - t0:.0f} s"
 
     with ThreadPoolExecutor(a.parallel) as pool:
@@ -230,7 +232,8 @@ def cmd_heldout_models(a) -> int:
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = E.load_dataset(a.gpu, with_perstore=False)
+    ds = E.load_dataset(a.gpu, with_perstore=False,
+                        extractor=E.Extractor(cache_dir=a.cache_dir) if a.cache_dir else None)
     for t in a.tasks.split(","):
         keep = np.array([w != t for w in ds.workloads])
         sub = ds.subset(np.flatnonzero(keep))
@@ -417,7 +420,8 @@ def main(argv=None) -> int:
     for k, d in (("--task", None), ("--model", None), ("--work-dir", None), ("--out", None), ("--gpu", "h100"),
                  ("--model-dir", None), ("--commit", "unknown")):
         o.add_argument(k, default=d, required=d is None and k != "--model-dir")
-    for k, d in (("--seed", 0), ("--trials", 64), ("--per-iter", 32), ("--cores", 4), ("--build-workers", 4)):
+    for k, d in (("--seed", 0), ("--trials", 64), ("--per-iter", 32), ("--cores", 4), ("--build-workers", 4),
+                 ("--population", 512)):
         o.add_argument(k, type=int, default=d)
     r = sub.add_parser("run")
     r.add_argument("--tasks", default=DEFAULT_TASKS)
@@ -431,7 +435,7 @@ def main(argv=None) -> int:
     r.add_argument("--commit", default="unknown")
     r.add_argument("--vendor", action="store_true")
     for k, d in (("--trials", 64), ("--per-iter", 32), ("--parallel", 4), ("--cores", 16), ("--build-workers", 4),
-                 ("--budget-s", 420), ("--grace-s", 120)):
+                 ("--budget-s", 420), ("--grace-s", 120), ("--population", 512)):
         r.add_argument(k, type=int, default=d)
     z = sub.add_parser("zero-shot")
     z.add_argument("--tasks", default=DEFAULT_TASKS)
@@ -445,6 +449,7 @@ def main(argv=None) -> int:
     h.add_argument("--gpu", default="h100")
     h.add_argument("--out", required=True)
     h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--cache-dir", default=None, help="feature cache folder (default: costpass.evaluate's)")
     p = sub.add_parser("report")
     p.add_argument("--runs", required=True)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tune_bench"))

@@ -128,8 +128,9 @@ def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
     if left:
         strategy = ms.search_strategy.EvolutionarySearch(population_size=cfg.population,
                                                           init_min_unmeasured=min(50, cfg.population // 2))
-        ms.tune_tir(mod=wl.mod(), target=target, work_dir=cfg.work_dir, max_trials_global=cfg.trials,
-                    num_trials_per_iter=min(cfg.trials_per_iter, cfg.trials), builder=builder, runner=runner,
+        # max_trials_global counts this call's trials only (not those already in the database)
+        ms.tune_tir(mod=wl.mod(), target=target, work_dir=cfg.work_dir, max_trials_global=left,
+                    num_trials_per_iter=min(cfg.trials_per_iter, left), builder=builder, runner=runner,
                     database=db, cost_model=make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed),
                     strategy=strategy, num_tuning_cores=cfg.num_cores or "physical", seed=cfg.seed)
     hist, best = history(db)
