@@ -124,7 +124,8 @@ def cmd_run(a) -> int:
     env.setdefault("COSTPASS_CUBIN_CACHE", str(work_root / "cubins"))
     os.environ.update({k: env[k] for k in ("COSTPASS_GPU_LOCK", "COSTPASS_CUBIN_CACHE")})
     tasks = a.tasks.split(",")
-    jobs = [(t, m, s) for s in map(int, a.seeds.split(",")) for t in tasks for m in a.models.split(",")]
+    jobs = [(t, m, s) for s in map(int, a.seeds.split(",")) for t in tasks for m in a.models.split(",")
+            if m not in ("", "none")]
     cores = max(1, a.cores // a.parallel)
     t_start = time.time()
     meta = {"gpu_info": _gpu_info(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
