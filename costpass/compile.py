@@ -464,9 +464,12 @@ def _quiet_console(verbose: bool) -> None:
 def tune_contexts(tasks, target, work_dir, strategy, seed, num_threads="physical", verbose=False) -> tuple:
     """TuneContexts as MetaSchedule's ``extracted_tasks_to_tune_contexts`` makes them (default CUDA design
     space, one logger per task in ``work_dir/logs``, seeds forked from ``seed``), except that a task whose
-    default space cannot be generated gets the space without tensor cores: TVM 0.27's
-    ``MultiLevelTilingTensorCore`` fails ("Back optional access") on batch-1 GEMVs of shape [1, 1, K].
-    Returns (contexts, weights, names of the tasks given the SIMT-only space)."""
+    default space cannot be generated gets a space without tensor cores: TVM 0.27's
+    ``MultiLevelTilingTensorCore`` fails ("Back optional access") on batch-1 GEMVs of shape [1, 1, K]. That
+    space also leaves out ``MultiLevelTiling``, whose tiles of such GEMVs stage the weight matrix in shared
+    memory and nearly all fail ``VerifyGPUCode`` (0 of ~4500 for Llama-3-8B's gate/up GEMV, so the search
+    could not even start); ``CrossThreadReduction`` (the reduction split across threads) remains.
+    Returns (contexts, weights, names of the tasks given that space)."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
     from tvm.s_tir.meta_schedule.utils import fork_seed
@@ -484,9 +487,9 @@ def tune_contexts(tasks, target, work_dir, strategy, seed, num_threads="physical
                                    num_threads=1)
             probe.space_generator.generate_design_space(mod)
         except Exception:  # noqa: BLE001 - TVM raises RuntimeError / TVMError
-            space = ms.space_generator.PostOrderApply(
-                sch_rules=ms.ScheduleRule.create("cuda"), postprocs=ms.Postproc.create("cuda"),
-                mutator_probs=ms.Mutator.create("cuda"))
+            rules = [r for r in ms.ScheduleRule.create("cuda") if type(r).__name__ != "MultiLevelTiling"]
+            space = ms.space_generator.PostOrderApply(sch_rules=rules, postprocs=ms.Postproc.create("cuda"),
+                                                      mutator_probs=ms.Mutator.create("cuda"))
             simt.append(task.task_name)
         ctxs.append(ms.TuneContext(mod=mod, target=task.target, space_generator=space, search_strategy=strategy,
                                    task_name=task.task_name, logger=logger, rand_state=rand_state,
