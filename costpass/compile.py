@@ -171,12 +171,10 @@ def load_model(spec: str = "llama_block", *, config: str = "llama3-8b", shape: s
         return Model(name=f"llama_block-{config}-{s.name}", mod=mod, description=desc, arg_specs=specs,
                      meta={"kind": "llama_block", "config": config, "config_values": c.to_dict(),
                            "shape": s.to_dict()})
-    if spec in BUILTIN_MODELS or not (os.sep in spec or spec.endswith((".py", ".tvmscript", ".txt")) or
-                                      os.path.exists(spec)):
-        if not os.path.exists(spec):
-            raise CompileError(f"unknown model {spec!r}: give {', '.join(BUILTIN_MODELS)}, a .py file "
-                               "defining build() or a TVMScript file of a Relax IRModule")
-    return _load_model_file(spec)
+    if os.path.exists(spec) or os.sep in spec or spec.endswith((".py", ".tvmscript", ".txt")):
+        return _load_model_file(spec)
+    raise CompileError(f"unknown model {spec!r}: give {', '.join(BUILTIN_MODELS)}, a .py file defining build() "
+                       "or a TVMScript file of a Relax IRModule")
 
 
 def _load_model_file(path: str) -> Model:
@@ -810,12 +808,19 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
     tasks = extract_tasks(prepared, target)
     summary = {"tasks": len(tasks), "trials_run": 0, "records": 0, "failed": 0, "wall_s": 0.0}
     db = None
+    used_runner = "untuned"
     if trials > 0:
         summary = tune(prepared, target, work_dir, trials=trials, gpu=g0, runner=runner, options=options, log=log)
         db = open_database(work_dir)
     elif work_dir and os.path.exists(os.path.join(work_dir, "database_tuning_record.json")):
         db = open_database(work_dir)
-        summary["records"] = sum(len(v) for v in _records_by_task(db, tasks).values())
+        recs = [r for v in _records_by_task(db, tasks).values() for r in v]
+        summary["records"], summary["failed"] = len(recs), sum(1 for r in recs if _secs(r) is None)
+        try:
+            with open(os.path.join(work_dir, MANIFEST)) as f:
+                used_runner = json.load(f).get("runner", "unknown")
+        except (OSError, ValueError):
+            used_runner = "unknown"
     log("building")
     built = build(prepared, target, db, Predictor(g0, target, model_path) if (db is not None and keep_faster_default)
                   else None)
@@ -843,7 +848,7 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
     summary["total_wall_s"] = time.perf_counter() - t0
     report = CompileReport(
         model=model.name, description=model.description, target=str(target.attrs.get("arch", "")) or "cuda",
-        gpus=[g.name for g in gpus], tuned_for=g0.name, runner=runner if trials > 0 else "untuned",
+        gpus=[g.name for g in gpus], tuned_for=g0.name, runner=runner if trials > 0 else used_runner,
         trials=int(trials), tuning=summary, library=os.path.abspath(lib) if lib else None, kernels=entries,
         totals=totals, arg_specs=model.arg_specs, meta=dict(model.meta, work_dir=work_dir), notes=notes,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -878,10 +883,13 @@ def render_text(report: CompileReport, width: int = 120, hints: bool = True) -> 
     model's time, bottleneck and fraction of its ceiling; then the first hint of each kernel."""
     from . import diagnose as Dg
     r = report
-    out = [f"costpass compile: {r.model} -- {r.description}",
-           f"target cuda {r.target}; tuned for {r.tuned_for} with runner {r.runner}"
-           + (f", {r.tuning.get('records', 0)} records ({r.tuning.get('trials_run', 0)} new, "
-              f"{r.tuning.get('failed', 0)} failed) over {r.tuning.get('tasks', 0)} tasks" if r.trials else "")]
+    t = r.tuning
+    if r.runner == "untuned":
+        how = "not tuned: DLight's default schedules"
+    else:
+        how = (f"tuned for {r.tuned_for} with runner {r.runner}, {t.get('records', 0)} records "
+               f"({t.get('trials_run', 0)} new, {t.get('failed', 0)} failed) over {t.get('tasks', 0)} tasks")
+    out = [f"costpass compile: {r.model} -- {r.description}", f"target cuda {r.target}; {how}"]
     if r.library:
         out.append(f"library: {r.library}")
     head = ["#", "kernel", "calls", "sched"]
