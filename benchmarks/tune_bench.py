@@ -104,13 +104,13 @@ def _measure_trace(task, trace_json, gpu) -> dict:
     target = cuda_target()
     b = ms_gpu.gpu_builder(max_workers=1).build([ms.builder.BuilderInput(mod, target)])[0]
     if b.error_msg:
-        return {"error": b.error_msg[:500]}
+        return {"error": b.error_msg[-1500:]}
     args = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
     r = ms_gpu.gpu_runner().run([ms.runner.RunnerInput(b.artifact_path, "cuda", args)])[0].result()
     if r.error_msg:
-        return {"error": r.error_msg[:500]}
-    secs = sorted(float(s) for s in r.run_secs)
-    return {"median_ms": 1e3 * secs[len(secs) // 2], "run_ms": [1e3 * s for s in r.run_secs]}
+        return {"error": r.error_msg[-1500:]}
+    runs = [1e3 * float(s) for s in r.run_secs]
+    return {"median_ms": sorted(runs)[len(runs) // 2], "run_ms": runs}
 
 
 def cmd_run(a) -> int:
@@ -251,6 +251,58 @@ def cmd_heldout_models(a) -> int:
     return 0
 
 
+def cmd_collect(a) -> int:
+    """Rebuild one run record per MetaSchedule database fetched from the GPU machine (folders named
+    TASK__MODEL__sSEED__tTRIALS holding database_*.json): the trial history comes from the database, the
+    wall time, GPU and provenance from the run's own JSON where it came back (``--run-json``) and
+    and from the driver logs (``--logs``: lines '[tune] RID: rc=0 312 s', summed over the calls a resumed
+    run took; leave out logs of calls that only rebuilt records)."""
+    import re
+
+    from costpass import tune as T
+    from costpass.cli import preload_tensor_intrinsics
+
+    preload_tensor_intrinsics()  # databases of tensor-core runs name the wmma intrinsics
+    known = {}
+    for d in a.run_json or []:
+        for p in Path(d).glob("*.json"):
+            r = json.loads(p.read_text())
+            known[p.stem] = r
+    walls = {}
+    for lg in a.logs or []:
+        for m in re.finditer(r"\[tune\] (\S+): rc=(\S+) (\d+) s", Path(lg).read_text()):
+            if m.group(2) not in ("0", "timeout"):  # a crashed start (e.g. a refused model) ran no trial
+                continue
+            rc0, w0 = walls.get(m.group(1), ("", 0.0))  # a run resumed over several calls: their sum
+            walls[m.group(1)] = ((rc0 + "," if rc0 else "") + m.group(2), w0 + float(m.group(3)))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for root in a.db_dirs:
+        for wd in sorted(Path(root).iterdir()):
+            m = re.fullmatch(r"(.+)__(costpass|xgb|random)__s(\d+)__t(\d+)", wd.name)
+            if not m or not (wd / "database_tuning_record.json").exists():
+                continue
+            task, model, seed, trials = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+            hist = T.history(str(wd))
+            rec = dict(known.get(wd.name, {}))
+            rec.update(workload=task, cost_model=model, seed=seed, requested_trials=trials,
+                       history_ms=hist[:trials], trials=min(len(hist), trials), failed=sum(t is None for t in hist[:trials]),
+                       best_ms=min([t for t in hist[:trials] if t is not None], default=None),
+                       database_records=len(hist))
+            rc, w = walls.get(wd.name, (None, None))
+            if w is not None:  # the driver log of the call that ran the trials (a resumed call reports ~0 s)
+                rec.update(wall_s=w, driver_rc=rc, wall_source="driver log")
+            elif rec.get("wall_s") is not None:
+                rec["wall_source"] = "run record"
+            rec.pop("best_trace", None)
+            (out / f"{wd.name}.json").write_text(json.dumps(rec))
+            n += 1
+            print(f"[collect] {wd.name}: {rec['trials']} trials (database {len(hist)}), best {rec['best_ms']}")
+    print(f"[collect] {n} runs -> {out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------------
@@ -270,108 +322,101 @@ def _trials_to_reach(hist, target):
     return None
 
 
-def summarize(runs: list, vendor: dict, zero_shot: dict, budgets=(64, 256)) -> dict:
-    by = {}
-    for r in runs:
-        by.setdefault(r["workload"], {}).setdefault(r["cost_model"], []).append(r)
-    tasks = {}
-    for t, models in sorted(by.items()):
-        row = {"role": TASK_ROLE.get(t, ""), "models": {}}
-        for m, rs in models.items():
-            per_budget = {}
-            for b in budgets:
-                vals = [_best(r["history_ms"][:b]) for r in rs if len(r["history_ms"]) >= min(b, r["trials"])]
-                vals = [v for v in vals if v is not None]
-                if vals and any(r["trials"] >= b for r in rs):
-                    per_budget[b] = sum(vals) / len(vals)
-            row["models"][m] = {"seeds": [r["seed"] for r in rs], "trials": [r["trials"] for r in rs],
-                                "best_ms": [r["best_ms"] for r in rs], "wall_s": [r["wall_s"] for r in rs],
-                                "failed": [r["failed"] for r in rs], "mean_best_at": per_budget}
-        ref = (vendor or {}).get(t, {})
-        row["vendor_ms"] = ref.get("median_ms")
-        row["vendor"] = ref.get("reference")
-        z = (zero_shot or {}).get(t, {})
-        row["zero_shot_ms"] = z.get("median_ms")
-        row["zero_shot_predicted_ms"] = z.get("predicted_ms")
-        tasks[t] = row
-    return tasks
-
-
 def _best(h):
     ok = [x for x in h if x is not None]
     return min(ok) if ok else None
 
 
+def summarize(runs: list, vendor: dict | None = None, zero_shot: dict | None = None) -> dict:
+    """Per task: the budget every model reached (``common``), each model's best at that budget (mean over
+    seeds), costpass's speedup over XGBModel there, the trials costpass needed to match XGBModel's best,
+    the torch reference and the zero-shot pick. Runs with no trial are ignored."""
+    by = {}
+    for r in runs:
+        if r.get("trials", 0) > 0:
+            by.setdefault(r["workload"], {}).setdefault(r["cost_model"], []).append(r)
+    tasks = {}
+    for t, models in sorted(by.items()):
+        common = min(r["trials"] for rs in models.values() for r in rs)
+        row = {"role": TASK_ROLE.get(t, ""), "common_trials": common, "models": {}}
+        for m, rs in sorted(models.items()):
+            bests = [_best(r["history_ms"][:common]) for r in rs]
+            bests = [b for b in bests if b is not None]
+            row["models"][m] = {"seeds": [r["seed"] for r in rs], "trials": [r["trials"] for r in rs],
+                                "best_at_common_ms": sum(bests) / len(bests) if bests else None,
+                                "wall_s": [r.get("wall_s") for r in rs], "failed": [r.get("failed") for r in rs]}
+        c, x = row["models"].get("costpass", {}), row["models"].get("xgb", {})
+        if c.get("best_at_common_ms") and x.get("best_at_common_ms"):
+            row["speedup_vs_xgb"] = x["best_at_common_ms"] / c["best_at_common_ms"]
+            reach = []
+            for rc in by[t]["costpass"]:
+                for rx in by[t]["xgb"]:
+                    if rc["seed"] == rx["seed"]:
+                        reach.append(_trials_to_reach(rc["history_ms"][:common], _best(rx["history_ms"][:common])))
+            row["costpass_trials_to_match_xgb"] = reach
+        ref = (vendor or {}).get(t, {})
+        row["torch_ms"], row["torch"] = ref.get("median_ms"), ref.get("reference")
+        z = (zero_shot or {}).get(t, {})
+        row["zero_shot_ms"], row["zero_shot_predicted_ms"] = z.get("median_ms"), z.get("predicted_ms")
+        row["zero_shot_error"] = z.get("error")
+        tasks[t] = row
+    return tasks
+
+
+def _fmt(v, f=".4f"):
+    return "-" if v is None else format(v, f)
+
+
 def cmd_report(a) -> int:
-    root = Path(a.runs)
-    runs = [json.loads(p.read_text()) for p in sorted((root / "runs").glob("*.json"))]
-    vendor = json.loads((root / "vendor.json").read_text())["refs"] if (root / "vendor.json").exists() else {}
-    zs = json.loads((root / "zero_shot.json").read_text())["zero_shot"] if (root / "zero_shot.json").exists() else {}
-    metas = [json.loads(p.read_text()) for p in sorted(root.glob("meta_*.json"))]
-    budgets = sorted({r["trials"] for r in runs} | {64})
-    tasks = summarize(runs, vendor, zs, budgets)
-    models = [m for m in ("costpass", "xgb", "random") if any(m in r["models"] for r in tasks.values())]
-    b_max = max(budgets)
-    lines = ["# Tuning benchmark: costpass vs TVM XGBModel vs random", "",
-             f"`{' '.join(metas[0]['argv']) if metas else ''}` on {metas[0]['gpu_info'].get('name') if metas else '?'}"
-             f" (driver {metas[0]['gpu_info'].get('driver') if metas else '?'}), {metas[0]['date'] if metas else ''},"
-             f" costpass {metas[0]['costpass_commit'] if metas else ''}. Same design space, evolutionary search,"
-             " builder and runner for every model; best latency = best median of MetaSchedule's runner"
-             " (3x5 runs per trial, timing serialised across concurrent runs by a lock). costpass starts from a"
-             " model that never saw the task's workload (leave-task-out) and updates online; XGBModel starts"
-             " empty, as in `ms.tune_tir`.", ""]
-    hdr = "| task | role | " + " | ".join(f"{m} @{b}" for b in budgets for m in models) + \
-          " | torch | zero-shot (pred.) |"
-    lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
+    runs = [json.loads(p.read_text()) for p in sorted(Path(a.runs).glob("*.json"))]
+    vendor = json.loads(Path(a.vendor).read_text())["refs"] if a.vendor else {}
+    zs = json.loads(Path(a.zero_shot).read_text())["zero_shot"] if a.zero_shot else {}
+    tasks = summarize(runs, vendor, zs)
+    models = ("costpass", "xgb", "random")
+    lines = ["# Tuning benchmark on the H100: costpass vs TVM XGBModel vs random", "", a.preamble or "", "",
+             "| task | role | trials | costpass | XGBModel | random | costpass speedup vs XGBModel | costpass trials to match XGBModel | torch | zero-shot measured (predicted) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for t, row in tasks.items():
-        cells = []
-        for b in budgets:
-            for m in models:
-                v = row["models"].get(m, {}).get("mean_best_at", {}).get(b)
-                cells.append(f"{v:.4f}" if v else "-")
-        z = f"{row['zero_shot_ms']:.4f} ({row['zero_shot_predicted_ms']:.4f})" if row["zero_shot_ms"] else "-"
-        vend = f"{row['vendor_ms']:.4f}" if row["vendor_ms"] else "-"
-        lines.append(f"| {t} | {row['role']} | " + " | ".join(cells) + f" | {vend} | {z} |")
-    lines += ["", "Latencies in ms (mean over seeds of each run's best)."]
-    summary = {}
-    if "costpass" in models and "xgb" in models:
-        sp = [row["models"]["xgb"]["mean_best_at"].get(b_max) / row["models"]["costpass"]["mean_best_at"].get(b_max)
-              for row in tasks.values() if row["models"].get("xgb", {}).get("mean_best_at", {}).get(b_max)
-              and row["models"].get("costpass", {}).get("mean_best_at", {}).get(b_max)]
-        reach = []
-        for t in tasks:
-            xs = [r for r in runs if r["workload"] == t and r["cost_model"] == "xgb"]
-            cs = [r for r in runs if r["workload"] == t and r["cost_model"] == "costpass"]
-            for x in xs:
-                for c in cs:
-                    if c["seed"] == x["seed"] and x["best_ms"]:
-                        reach.append(_trials_to_reach(c["history_ms"], x["best_ms"]))
-        summary = {"geomean_speedup_costpass_over_xgb_at_%d" % b_max: _geomean(sp),
-                   "tasks_compared": len(sp),
-                   "costpass_trials_to_reach_xgb_best_at_%d" % b_max: reach}
-        gm = summary[f"geomean_speedup_costpass_over_xgb_at_{b_max}"]
-        n_reached = [x for x in reach if x is not None]
-        lines += ["", f"- geometric-mean speedup of costpass's best over XGBModel's best at {b_max} trials: "
-                  f"**{gm:.3f}x** over {len(sp)} tasks" if gm else "- no comparable tasks",
-                  f"- costpass reached XGBModel's {b_max}-trial best within {b_max} trials in "
-                  f"{len(n_reached)} of {len(reach)} (task, seed) pairs; trials needed: {reach}"]
-    if any(row["vendor_ms"] for row in tasks.values()):
-        r = [row["vendor_ms"] / row["models"]["costpass"]["mean_best_at"][b_max] for row in tasks.values()
-             if row["vendor_ms"] and row["models"].get("costpass", {}).get("mean_best_at", {}).get(b_max)]
-        gm = _geomean(r)
-        if gm:
-            lines.append(f"- torch / costpass-tuned at {b_max} trials, geometric mean: {gm:.3f} "
-                         "(below 1: torch is faster)")
-    lines += ["", "Search wall time per run (s):", "",
-              "| task | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        cells = [_fmt(row["models"].get(m, {}).get("best_at_common_ms")) for m in models]
+        zs_cell = (f"{_fmt(row['zero_shot_ms'])} ({_fmt(row['zero_shot_predicted_ms'])})" if row["zero_shot_ms"]
+                   else ("build failed" if row["zero_shot_error"] else "-"))
+        lines.append(f"| {t} | {row['role']} | {row['common_trials']} | " + " | ".join(cells) +
+                     f" | {_fmt(row.get('speedup_vs_xgb'), '.2f')}x | {row.get('costpass_trials_to_match_xgb', '-')} |"
+                     f" {_fmt(row['torch_ms'])} | {zs_cell} |")
+    sp = [row["speedup_vs_xgb"] for row in tasks.values() if row.get("speedup_vs_xgb") and row["common_trials"] > 1]
+    reach = [n for row in tasks.values() if row["common_trials"] > 1 for n in row.get("costpass_trials_to_match_xgb", [])]
+    vs_torch = [row["torch_ms"] / row["models"]["costpass"]["best_at_common_ms"] for row in tasks.values()
+                if row["torch_ms"] and row["models"].get("costpass", {}).get("best_at_common_ms")]
+    zs_ratio = [row["zero_shot_ms"] / row["models"]["costpass"]["best_at_common_ms"] for row in tasks.values()
+                if row["zero_shot_ms"] and row["models"].get("costpass", {}).get("best_at_common_ms")]
+    zs_pred = [abs(row["zero_shot_predicted_ms"] / row["zero_shot_ms"] - 1) for row in tasks.values()
+               if row["zero_shot_ms"] and row["zero_shot_predicted_ms"]]
+    summary = {"geomean_speedup_vs_xgb": _geomean(sp), "tasks_with_search": len(sp),
+               "costpass_trials_to_match_xgb": reach, "geomean_torch_over_costpass": _geomean(vs_torch),
+               "geomean_zero_shot_over_tuned": _geomean(zs_ratio), "zero_shot_prediction_ape": zs_pred}
+    lines += ["", "Best latency in ms at the trial count every model reached on that task (one seed).", ""]
+    if sp:
+        lines.append(f"- Geometric-mean speedup of costpass's best over XGBModel's best, {len(sp)} tasks with a search "
+                     f"space of more than one point: **{summary['geomean_speedup_vs_xgb']:.2f}x**.")
+    if reach:
+        lines.append(f"- Trials costpass needed to match XGBModel's best at the same budget: {reach} "
+                     "(None: not matched).")
+    if vs_torch:
+        lines.append(f"- torch time / costpass-tuned time, geometric mean over {len(vs_torch)} tasks: "
+                     f"{summary['geomean_torch_over_costpass']:.2f} (below 1: torch is faster).")
+    if zs_ratio:
+        lines.append(f"- Zero-shot pick (no measurement) / costpass-tuned best, geometric mean over {len(zs_ratio)} "
+                     f"tasks: {summary['geomean_zero_shot_over_tuned']:.2f}; |predicted / measured - 1| of the "
+                     f"picks: median {sorted(zs_pred)[len(zs_pred) // 2]:.1%}.")
+    lines += ["", "Search wall time per run (s; runs shared the 16 CPU cores with 0-7 others, so these are not "
+              "comparable across tasks):", "", "| task | costpass | XGBModel | random |", "|---|---:|---:|---:|"]
     for t, row in tasks.items():
-        lines.append(f"| {t} | " + " | ".join(
-            "/".join(f"{w:.0f}" for w in row["models"].get(m, {}).get("wall_s", [])) or "-" for m in models) + " |")
+        lines.append(f"| {t} | " + " | ".join("/".join(_fmt(w, ".0f") for w in row["models"].get(m, {}).get("wall_s", []))
+                                             or "-" for m in models) + " |")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(str(out) + ".md").write_text("\n".join(lines) + "\n")
-    Path(str(out) + ".json").write_text(json.dumps({"tasks": tasks, "summary": summary, "meta": metas,
-                                                    "runs": runs}, indent=1, default=str))
+    Path(str(out) + ".json").write_text(json.dumps({"tasks": tasks, "summary": summary}, indent=1, default=str))
     _plot(runs, vendor, Path(str(out) + ".png"))
     print("\n".join(lines))
     return 0
@@ -383,6 +428,7 @@ def _plot(runs, vendor, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    runs = [r for r in runs if r.get("trials", 0) > 1]
     tasks = sorted({r["workload"] for r in runs})
     if not tasks:
         return
@@ -451,12 +497,20 @@ def main(argv=None) -> int:
     h.add_argument("--out", required=True)
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--cache-dir", default=None, help="feature cache folder (default: costpass.evaluate's)")
+    c = sub.add_parser("collect")
+    c.add_argument("--db-dirs", nargs="+", required=True)
+    c.add_argument("--run-json", nargs="*")
+    c.add_argument("--logs", nargs="*")
+    c.add_argument("--out", required=True)
     p = sub.add_parser("report")
-    p.add_argument("--runs", required=True)
+    p.add_argument("--runs", required=True, help="folder of run records (from `collect`)")
+    p.add_argument("--vendor", help="vendor.json from `run --vendor`")
+    p.add_argument("--zero-shot", help="zero_shot.json from `run --zero-shot-dir`")
+    p.add_argument("--preamble", default="", help="text above the table (what was run, where, caveats)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tune_bench"))
     a = ap.parse_args(argv)
     return {"one": cmd_one, "run": cmd_run, "zero-shot": cmd_zero_shot, "heldout-models": cmd_heldout_models,
-            "report": cmd_report}[a.cmd](a)
+            "collect": cmd_collect, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

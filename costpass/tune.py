@@ -80,22 +80,36 @@ def make_cost_model(kind: str, gpu: str = "h100", model_path: str | None = None,
 
 
 def _record_ms(rec) -> float | None:
-    secs = [float(s) for s in (rec.run_secs or [])]
-    if not secs or min(secs) >= FAILED_SECS:
+    return _secs_ms(rec.run_secs)
+
+
+def _secs_ms(secs) -> float | None:
+    secs = sorted(float(x) for x in (secs or []))
+    if not secs or secs[0] >= FAILED_SECS:
         return None
-    secs.sort()
     return 1e3 * secs[len(secs) // 2]
 
 
-def history(database) -> tuple[list, object]:
-    """(per-trial milliseconds in commit order, the best record) of a MetaSchedule database."""
-    recs = list(database.get_all_tuning_records())
-    hist = [_record_ms(r) for r in recs]
-    best, best_ms = None, None
-    for r, t in zip(recs, hist):
-        if t is not None and (best_ms is None or t < best_ms):
-            best, best_ms = r, t
-    return hist, best
+def history(work_dir: str) -> list:
+    """Per-trial milliseconds (median of the runner's repeats; None: failed) in the order the trials were
+    committed, read from the JSON database's record file, which MetaSchedule appends to. (The database
+    object's ``get_all_tuning_records`` returns them sorted by time, not in search order.)"""
+    path = os.path.join(work_dir, "database_tuning_record.json")
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                _workload_idx, (_trace, run_secs, *_rest) = json.loads(line)
+                out.append(_secs_ms(run_secs))
+    return out
+
+
+def best_record(database):
+    """The fastest successful record of a MetaSchedule database, or None."""
+    recs = [r for r in database.get_all_tuning_records() if _record_ms(r) is not None]
+    return min(recs, key=_record_ms) if recs else None
 
 
 def _json_database(work_dir: str):
@@ -122,7 +136,7 @@ def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
     wl = W.get(cfg.workload)
     target = target or cuda_target()
     db = _json_database(cfg.work_dir)
-    done = len(db.get_all_tuning_records())
+    done = len(history(cfg.work_dir))
     left = max(0, cfg.trials - done)
     t0 = time.time()
     if left:
@@ -133,7 +147,7 @@ def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
                     num_trials_per_iter=min(cfg.trials_per_iter, left), builder=builder, runner=runner,
                     database=db, cost_model=make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed),
                     strategy=strategy, num_tuning_cores=cfg.num_cores or "physical", seed=cfg.seed)
-    hist, best = history(db)
+    hist, best = history(cfg.work_dir), best_record(db)
     res = TuneResult(cfg.workload, cfg.gpu, cfg.cost_model, cfg.seed, len(hist), time.time() - t0, hist,
                      failed=sum(t is None for t in hist), model_path=cfg.model_path)
     if best is not None:

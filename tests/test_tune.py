@@ -51,11 +51,24 @@ def test_bench_summary_arithmetic():
 
     runs = [dict(workload="a", cost_model="costpass", seed=0, trials=4, history_ms=[4.0, 2.0, None, 1.0], best_ms=1.0,
                  wall_s=1, failed=1),
-            dict(workload="a", cost_model="xgb", seed=0, trials=4, history_ms=[4.0, 3.0, 2.0, 2.0], best_ms=2.0,
-                 wall_s=1, failed=0)]
-    s = B.summarize(runs, {"a": {"median_ms": 0.5, "reference": "torch"}}, {}, budgets=(2, 4))
-    assert s["a"]["models"]["costpass"]["mean_best_at"] == {2: 2.0, 4: 1.0}
-    assert s["a"]["models"]["xgb"]["mean_best_at"] == {2: 3.0, 4: 2.0}
-    assert B._trials_to_reach(runs[0]["history_ms"], 2.0) == 2
-    assert B._trials_to_reach(runs[1]["history_ms"], 1.0) is None
+            dict(workload="a", cost_model="xgb", seed=0, trials=3, history_ms=[4.0, 3.0, 2.5], best_ms=2.5,
+                 wall_s=1, failed=0),
+            dict(workload="b", cost_model="xgb", seed=0, trials=0, history_ms=[], best_ms=None)]  # no trial: ignored
+    s = B.summarize(runs, {"a": {"median_ms": 0.5, "reference": "torch"}}, {"a": {"median_ms": 3.0, "predicted_ms": 2.0}})
+    assert list(s) == ["a"]
+    a = s["a"]
+    assert a["common_trials"] == 3  # compared at the budget both reached
+    assert a["models"]["costpass"]["best_at_common_ms"] == 2.0 and a["models"]["xgb"]["best_at_common_ms"] == 2.5
+    assert a["speedup_vs_xgb"] == pytest.approx(1.25)
+    assert a["costpass_trials_to_match_xgb"] == [2]
+    assert a["torch_ms"] == 0.5 and a["zero_shot_ms"] == 3.0
+    assert B._trials_to_reach([4.0, None, 1.0], 0.5) is None
     assert B._geomean([2.0, 8.0]) == pytest.approx(4.0)
+
+
+def test_history_in_commit_order(tmp_path):
+    """MetaSchedule's database object sorts records by time; the history must keep the search order."""
+    lines = ['[0,[[], [0.003, 0.003], {}, []]]', '[0,[[], [1e10], {}, []]]', '[0,[[], [0.001, 0.002, 0.001], {}, []]]']
+    (tmp_path / "database_tuning_record.json").write_text("\n".join(lines) + "\n")
+    assert T.history(str(tmp_path)) == [3.0, None, 1.0]
+    assert T.history(str(tmp_path / "missing")) == []
