@@ -557,8 +557,11 @@ def tune(prepared, target, work_dir: str, *, trials: int, gpu, runner: str = "no
             builder, run = zero_shot_builder_runner(pred, opt.check_build, opt.fail)
             cm = CostModel(gpu=gpu.name, model_path=mp, online=False)
         else:
+            import shutil
             from .measure import ms_gpu
             os.environ[ms_gpu.ARCH_ENV] = gpu.arch
+            if shutil.which("nvcc") is None and os.path.exists("/usr/local/cuda/bin/nvcc"):
+                os.environ["PATH"] = "/usr/local/cuda/bin" + os.pathsep + os.environ.get("PATH", "")
             builder = ms_gpu.gpu_builder(max_workers=opt.builder_workers or max(1, (os.cpu_count() or 2) - 1))
             run = ms_gpu.gpu_runner()
             cm = CostModel(gpu=gpu.name, model_path=mp)

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -109,6 +110,8 @@ def main(argv=None) -> int:
 
     from costpass.measure import ms_gpu
 
+    if shutil.which("nvcc") is None and os.path.exists("/usr/local/cuda/bin/nvcc"):
+        os.environ["PATH"] = "/usr/local/cuda/bin" + os.pathsep + os.environ.get("PATH", "")
     report_path = args.report or args.library + ".json"
     with open(report_path) as f:
         report = json.load(f)
