@@ -216,6 +216,9 @@ def cmd_zero_shot(a) -> int:
         res = T.tune(cfg, b, r)
         d = res.to_json()
         d["mode"] = "zero-shot: model-only search, costpass prediction as the measurement"
+        pick = T.buildable_best(cfg.work_dir, t)  # the fastest predicted schedule that TVM can build
+        d["unbuilt_best_ms"], d["unbuilt_best_trace"] = d["best_ms"], d["best_trace"]
+        d["best_ms"], d["best_trace"] = pick if pick else (None, None)
         dest.write_text(json.dumps(d))
         print(f"[zero-shot] {t}: predicted best {res.best_ms} ms after {res.trials} model trials, "
               f"{res.wall_s:.0f} s", flush=True)

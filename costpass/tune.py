@@ -220,6 +220,28 @@ def _make_model_builder_runner():
     return ModelBuilder, ModelRunner
 
 
+def buildable_best(work_dir: str, workload: str, k: int = 8, target=None):
+    """(milliseconds, trace JSON) of the fastest record of a database whose module TVM can build for CUDA,
+    trying the ``k`` fastest in order; None if none builds. A zero-shot search never compiles, so its best
+    record may be a schedule TVM's code generator refuses."""
+    from schedules import workloads as W
+
+    from .measure.build import build_module, cuda_target
+    from .measure.candidates import apply_trace, trace_to_json
+
+    db = _json_database(work_dir)
+    recs = sorted((r for r in db.get_all_tuning_records() if _record_ms(r) is not None), key=_record_ms)[:k]
+    for r in recs:
+        tj = trace_to_json(r.trace)
+        try:
+            build_module(apply_trace(W.get(workload), tj).mod, target or cuda_target())
+        except Exception as e:  # noqa: BLE001 - try the next one
+            logger.info("zero-shot candidate of %s does not build: %s", workload, str(e).splitlines()[-1][:200])
+            continue
+        return _record_ms(r), json.dumps(tj)
+    return None
+
+
 def model_builder_runner(gpu: str = "h100", model_path: str | None = None):
     """(builder, runner) for zero-shot search: no compilation, no GPU, costpass's prediction as the time."""
     from .cli import preload_tensor_intrinsics

@@ -23,6 +23,8 @@ def test_zero_shot_search_and_resume(tmp_path):
 
     mod = apply_trace(W.get("softmax_attn_fp32"), json.loads(res.best_trace)).mod
     assert predict(mod, "h100") == pytest.approx(res.best_ms, rel=1e-6)
+    ms_, tj = T.buildable_best(cfg.work_dir, "softmax_attn_fp32")  # the best one builds for CUDA
+    assert ms_ == res.best_ms and json.loads(tj) == json.loads(res.best_trace)
     again = T.tune(cfg, b, r)  # everything already in the database: nothing new is run
     assert again.history_ms == res.history_ms
 
