@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +62,16 @@ _TENSOR_DTYPE = {"float16": "fp16", "bfloat16": "bf16", "float32": "tf32", "int8
 
 def _dtype_bits(dtype) -> int:
     s = str(dtype)
+    r = _BITS.get(s)
+    if r is None:
+        r = _BITS[s] = _dtype_bits_of(s)
+    return r
+
+
+_BITS: dict = {}
+
+
+def _dtype_bits_of(s: str) -> int:
     base = s.split("x")[0]
     if base == "bool":
         return 8
@@ -93,16 +104,60 @@ def default_target(arch: str = "sm_90a"):
 def lower_to_device(mod, target=None):
     """Lower a scheduled IRModule with TVM's S-TIR pipeline; return [(kernel name, device PrimFunc)]
     in launch order."""
+    target = target or default_target()
+    try:
+        lowered = _lower_ir(mod, target)
+    except Exception as err:  # noqa: BLE001
+        raise _lowering_error(err) from err
+    return _device_kernels(lowered)
+
+
+def _lowering_error(err) -> DemandError:
+    # TVM raises its own error types; keep the first line readable
+    msg = str(err).strip().splitlines()
+    return DemandError(f"lowering failed: {msg[-1] if msg else type(err).__name__}")
+
+
+_PASS_CONFIG = {"tirx.disable_storage_rewrite": True}
+_PIPELINES: dict = {}       # target handle -> (target, Sequential of BindTarget + analysis_passes())
+
+
+def _pipeline(target):
+    """BindTarget(target) followed by ``analysis_passes()`` as one Sequential (built once per target):
+    one call into TVM runs the whole lowering (with the GIL released)."""
+    import tvm
+    from tvm import tirx
+
+    key = target.__chandle__()
+    hit = _PIPELINES.get(key)
+    if hit is not None and hit[0].same_as(target):
+        return hit[1]
+    seq = tvm.transform.Sequential([tirx.transform.BindTarget(target)] + analysis_passes())
+    if len(_PIPELINES) >= 16:
+        _PIPELINES.clear()
+    _PIPELINES[key] = (target, seq)     # holding the target keeps its handle from being reused
+    return seq
+
+
+def _lower_ir(mod, target):
+    """The lowered module (host and device functions) of a scheduled module; TVM errors propagate."""
     import tvm
     from tvm import tirx
 
     if isinstance(mod, tirx.PrimFunc):
         mod = tvm.IRModule({"main": mod})
-    target = target or default_target()
+    seq = _pipeline(target)
+    with tvm.transform.PassContext(opt_level=3, config=_PASS_CONFIG):
+        return seq(mod)
+
+
+def _device_kernels(lowered):
+    """[(kernel name, device PrimFunc)] of a lowered module, in launch order."""
+    import tvm
+    from tvm import tirx
+
     try:
-        with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_storage_rewrite": True}):
-            mod = tirx.transform.BindTarget(target)(mod)
-            lowered = tvm.transform.Sequential(analysis_passes())(mod)
+        with tvm.transform.PassContext(opt_level=3, config=_PASS_CONFIG):
             device = {gv: f for gv, f in lowered.functions_items()
                       if f.attrs is not None and "tirx.is_global_func" in f.attrs}
             host = tvm.IRModule({gv: f for gv, f in lowered.functions_items() if gv not in device})
@@ -110,13 +165,15 @@ def lower_to_device(mod, target=None):
             if device:
                 dev_mod = tirx.transform.LowerWarpMemory()(tvm.IRModule(device))
                 kernels = [(gv.name_hint, func) for gv, func in dev_mod.functions_items()]
-    except Exception as err:  # TVM raises its own error types; keep the first line readable
-        msg = str(err).strip().splitlines()
-        raise DemandError(f"lowering failed: {msg[-1] if msg else type(err).__name__}") from err
+    except Exception as err:  # noqa: BLE001
+        raise _lowering_error(err) from err
     if not kernels:
         raise DemandError("the module has no GPU kernel (no blockIdx/threadIdx bindings)")
-    order = _launch_order(host)
-    kernels.sort(key=lambda kv: order.get(kv[0], len(order)))
+    if len(kernels) > 1:
+        order = _launch_order_fast(host, {name for name, _ in kernels})
+        if order is None:
+            order = _launch_order(host)
+        kernels.sort(key=lambda kv: order.get(kv[0], len(order)))
     return kernels
 
 
@@ -147,6 +204,91 @@ def analysis_passes():
         S.LowerThreadAllreduce(), S.MergeSharedMemoryAllocations(), X.SplitHostDevice(),
     ]
     return passes
+
+
+class _Fallback(Exception):
+    pass
+
+
+def _launch_order_fast(host_mod, kernel_names) -> dict | None:
+    """What ``_launch_order`` returns for the kernels (same relative order of every kernel name),
+    read from the host function's statements instead of its printed text: the first argument of each
+    ``call_ffi_kernel`` in program order. None when the host has anything this reader does not know
+    (then ``_launch_order`` prints it), or a name that could make the printed text order differ."""
+    from tvm import tirx as T
+    import tvm
+
+    funcs = list(host_mod.functions_items())
+    if len(funcs) != 1:
+        return None
+    order: dict = {}
+
+    def name_ok(n):
+        # the printer may rename (suffix _1, _2 ...): refuse any name that could print as a token
+        # _launch_order takes for a kernel name
+        n = str(n)
+        if "_kernel" in n or n.startswith("main_kernel") or n in kernel_names:
+            raise _Fallback()
+
+    def expr(e):
+        t = type(e).__name__
+        if t in ("IntImm", "FloatImm"):
+            return
+        if t == "StringImm":
+            name_ok(e.value)
+        elif t == "Var":
+            name_ok(e.name)
+        elif t == "Call":
+            for a in e.args:
+                expr(a)
+        else:
+            raise _Fallback()
+
+    def stmt(s):
+        t = type(s)
+        if t is T.SeqStmt:
+            for x in s.seq:
+                stmt(x)
+        elif t is T.DeclBuffer or t is T.AllocBuffer:
+            name_ok(s.buffer.name)
+            expr(s.buffer.data)
+            body = getattr(s, "body", None)
+            if body is not None:
+                stmt(body)
+        elif t is T.AttrStmt:
+            node = s.node
+            if type(node).__name__ != "Var":
+                raise _Fallback()
+            name_ok(node.name)
+            expr(s.value)
+            stmt(s.body)
+        elif t is T.Evaluate:
+            c = s.value
+            if type(c).__name__ != "Call" or not isinstance(c.op, tvm.ir.Op):
+                raise _Fallback()
+            args = list(c.args)
+            if c.op.name == "tirx.call_ffi_kernel" and args and type(args[0]).__name__ == "StringImm":
+                k = str(args[0].value)
+                if k in kernel_names and k not in order:
+                    order[k] = len(order)
+                args = args[1:]
+            for a in args:
+                expr(a)
+        else:
+            raise _Fallback()
+
+    try:
+        _gv, f = funcs[0]
+        for p in f.params:
+            if type(p).__name__ != "Var":
+                return None
+            name_ok(p.name)
+        stmt(f.body)
+    except _Fallback:
+        return None
+    except Exception:  # noqa: BLE001 - anything unexpected: print the host instead
+        return None
+    return order
 
 
 def _launch_order(host_mod) -> dict:
@@ -249,11 +391,15 @@ class _Evaluator:
 
 
 def _fdiv(a, b):
+    if type(b) is np.int64 and b != 0:     # a nonzero constant: what np.where would give back
+        return np.floor_divide(a, b)
     b = np.where(np.asarray(b) == 0, 1, b)
     return np.floor_divide(a, b)
 
 
 def _fmod(a, b):
+    if type(b) is np.int64 and b != 0:
+        return np.mod(a, b)
     b = np.where(np.asarray(b) == 0, 1, b)
     return np.mod(a, b)
 
@@ -314,6 +460,7 @@ class _Ctx:
     # derived from loops/preds, filled on first use (a ctx is never changed after it is made)
     weights: tuple = field(default=None, repr=False, compare=False)
     level_loops: list = field(default=None, repr=False, compare=False)
+    sampled: bool = field(default=False, repr=False, compare=False)
 
 
 class _KernelWalker:
@@ -523,6 +670,9 @@ class _KernelWalker:
         return mask
 
     def _sample_loops(self, ctx):
+        if ctx.sampled:
+            return
+        ctx.sampled = True      # loop samples, once drawn, stay in env
         for lp in ctx.loops:
             if lp.key not in self.env:
                 self.env[lp.key] = self.rng.integers(0, max(1, lp.extent), size=(_SAMPLES, 1))
@@ -924,7 +1074,8 @@ class _KernelWalker:
             raise _Unknown(f"index of shape {addr.shape}")
         if addr.ndim == 2:
             addr = addr[..., None]
-        addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))   # (sample, lane, vector lane)
+        if addr.shape[:2] != (_SAMPLES, 32):
+            addr = np.broadcast_to(addr, (_SAMPLES, 32, addr.shape[-1]))   # (sample, lane, vector lane)
         if ctx.preds:
             mask = self._pmask.get(ctx.preds)
             if mask is None:
@@ -1470,6 +1621,87 @@ def extract(mod, target=None, seed: int = 0) -> list:
     if hasattr(mod, "mod") and hasattr(mod, "trace"):   # an s_tir.Schedule
         mod = mod.mod
     return [analyze_kernel(name, func, seed) for name, func in lower_to_device(mod, target)]
+
+
+def default_lowering_threads() -> int:
+    """Lowering threads ``extract_many`` uses by default: ``COSTPASS_LOWER_THREADS`` when set, else 0
+    (serial). With N > 0, N threads lower the next modules while the calling thread walks: TVM's passes
+    run in C++ with the GIL released, so this pays only where cores are idle (opt-in: on a machine whose
+    cores are busy it measured slower, see benchmarks/results/bench_costmodel.md)."""
+    v = os.environ.get("COSTPASS_LOWER_THREADS")
+    if v is not None:
+        try:
+            return max(0, int(v))
+        except ValueError:
+            pass
+    return 0
+
+
+def extract_many(mods, target=None, seed: int = 0, threads: int | None = None) -> list:
+    """Demand records of many scheduled modules (IRModule, PrimFunc or Schedule): one entry per module,
+    in order, either its ``[KernelDemand]`` (what ``extract`` returns) or the exception ``extract`` would
+    have raised (usually a DemandError).
+
+    The records are those of ``extract``. With ``threads`` > 0 (default: ``default_lowering_threads()``)
+    the TVM lowering of the next modules runs in that many background threads while this thread walks
+    the lowered kernels; a lowering that fails in a thread is run again here, and if the threads cannot
+    be used at all everything runs serially."""
+    mods = [m.mod if hasattr(m, "mod") and hasattr(m, "trace") else m for m in mods]
+    target = target or default_target()
+    threads = default_lowering_threads() if threads is None else max(0, int(threads))
+
+    def walk(kernels):
+        try:
+            return [analyze_kernel(name, func, seed) for name, func in kernels]
+        except Exception as e:  # noqa: BLE001 - returned to the caller in place of the records
+            return e
+
+    def serial(m):
+        try:
+            kernels = lower_to_device(m, target)
+        except Exception as e:  # noqa: BLE001
+            return e
+        return walk(kernels)
+
+    if threads == 0 or len(mods) < 2:
+        return [serial(m) for m in mods]
+    try:
+        import sys
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="costpass-lower")
+    except Exception:  # noqa: BLE001 - no threads here: serial
+        return [serial(m) for m in mods]
+    out = []
+    window = 2 * threads + 1        # lowered modules waiting for the walk (bounded memory)
+    # the lowering threads need the GIL for a moment between TVM calls; hand it over quickly
+    # instead of after the default 5 ms of walking
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, 0.0002))
+    try:
+        futures = {}
+        for i, m in enumerate(mods):
+            while len(futures) < window and i + len(futures) < len(mods):
+                j = i + len(futures)
+                try:
+                    futures[j] = pool.submit(_lower_ir, mods[j], target)
+                except Exception:  # noqa: BLE001 - the pool refused work: lower here
+                    break
+            fut = futures.pop(i, None)
+            try:
+                lowered = fut.result() if fut is not None else _lower_ir(m, target)
+            except Exception:  # noqa: BLE001 - lowered again in this thread: its result (or error) stands
+                out.append(serial(m))
+                continue
+            try:
+                kernels = _device_kernels(lowered)
+            except Exception as e:  # noqa: BLE001
+                out.append(e)
+                continue
+            out.append(walk(kernels))
+    finally:
+        sys.setswitchinterval(switch)
+        pool.shutdown(wait=True, cancel_futures=True)
+    return out
 
 
 def demand_pass(target=None, seed: int = 0):
