@@ -3,6 +3,7 @@
 
     python3 benchmarks/evaluate.py                       # every GPU under datasets/, all methods
     python3 benchmarks/evaluate.py --gpus h100 --folds 5 --methods analytical,costpass-reg-resid
+    python3 benchmarks/evaluate.py --ablation            # costpass-reg-resid variants, 3 seeds -> evaluate.ablation.md
     python3 benchmarks/evaluate.py --ship                # also write costpass/models/<gpu>.json.gz and the
                                                          # cross-GPU model costpass/models/h100+h200.json.gz
 
@@ -85,6 +86,104 @@ def ship(dsets, variant: str, seed: int, out_dir: str) -> str:
     return m.save(os.path.join(out_dir, f"{ds.gpu}.json.gz"))
 
 
+NEW_IN_FEATURES_2 = ("reg_need_over_cap", "log2_local_bytes_per_thread", "log2_serial_iterations")
+
+
+def ablation_variants():
+    """name -> fit_predict(train, test, seed) of costpass-reg-resid variants (features, objective, weights)."""
+    from costpass.model import CostpassModel
+
+    drop = [E.F.FEATURE_SCHEMA.index(n) for n in NEW_IN_FEATURES_2]
+    keep = [i for i in range(len(E.F.FEATURE_SCHEMA)) if i not in drop]
+
+    class Columns(CostpassModel):          # a model on a subset of the columns (the estimate column kept)
+        def _check_X(self, X):
+            return np.atleast_2d(np.asarray(X, dtype=np.float64))
+
+    def resid(params=None, cols=None, weights=None):
+        def f(tr, te, seed):
+            w = None
+            if weights == "workload":      # every training workload weighs the same in total
+                names, counts = np.unique(tr.workloads, return_counts=True)
+                n_of = dict(zip(names, counts))
+                w = np.array([1.0 / n_of[x] for x in tr.workloads])
+                w = w / w.mean()
+            if cols is None:
+                m = CostpassModel(objective="reg", target="residual", params=params, seed=seed)
+                return m.fit(tr.X, tr.y_ms, sample_weight=w).predict(te.X)
+            est_tr, est_te = E._est_ms(tr.X), E._est_ms(te.X)
+            m = Columns(objective="reg", target="log", params=params, seed=seed)
+            m.fit(tr.X[:, cols], np.exp(np.log(tr.y_ms) - np.log(est_tr)), sample_weight=w)
+            return est_te * m.predict(te.X[:, cols])
+        return f
+
+    return {
+        "features-1 (without the 3 new columns)": resid(cols=keep),
+        "features-2 (shipped)": resid(),
+        "features-2, pseudo-Huber loss (slope 1)": resid({"objective": "reg:pseudohubererror", "huber_slope": 1.0}),
+        "features-2, absolute error (median)": resid({"objective": "reg:absoluteerror"}),
+        "features-2, equal weight per workload": resid(weights="workload"),
+        "features-2, max_depth 4": resid({"max_depth": 4}),
+        "features-2, max_depth 8": resid({"max_depth": 8}),
+        "features-2, min_child_weight 8": resid({"min_child_weight": 8.0}),
+    }
+
+
+def ablation(dsets: dict, folds: int, seeds=(0, 1, 2)) -> dict:
+    """Leave-workload-out (and cross-GPU) scores of the variants, mean over ``seeds`` (XGBoost's row and
+    column subsampling): what the features-2 columns and other objectives change, on the same folds."""
+    scen = {f"{g} leave-workload-out": (ds, None) for g, ds in dsets.items()}
+    names = list(dsets)
+    if len(names) > 1:
+        a, b = dsets[names[0]], dsets[names[1]]
+        common = sorted(set(a.ids) & set(b.ids))
+        pa, pb = {c: i for i, c in enumerate(a.ids)}, {c: i for i, c in enumerate(b.ids)}
+        ac, bc = a.subset([pa[c] for c in common]), b.subset([pb[c] for c in common])
+        scen[f"train {names[0]} -> test {names[1]}, leave-workload-out"] = (ac, bc)
+        scen[f"train {names[1]} -> test {names[0]}, leave-workload-out"] = (bc, ac)
+    keys = ("mape", "median_ape", "kendall_tau", "pairwise_acc", "top1", "top5", "top1_min")
+    out = {}
+    for sname, (tr_ds, te_ds) in scen.items():
+        te_ds = te_ds or tr_ds
+        splits = E.group_kfold(tr_ds.workloads, folds)
+        rows = {}
+        for vname, fp in ablation_variants().items():
+            per_seed = []
+            for seed in seeds:
+                p = np.full(len(te_ds), np.nan)
+                for tr, te in splits:
+                    p[te] = fp(tr_ds.subset(tr), te_ds.subset(te), seed)
+                per_seed.append(E.metrics(te_ds.y_ms, p, te_ds.workloads))
+            rows[vname] = {k: float(np.mean([m[k] for m in per_seed])) for k in keys}
+            rows[vname]["top1_sd"] = float(np.std([m["top1"] for m in per_seed]))
+            print(f"[ablation] {sname}: {vname}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[vname].items()),
+                  flush=True)
+        out[sname] = {"n": len(te_ds), "n_workloads": len(set(te_ds.workloads)), "seeds": list(seeds),
+                      "variants": rows}
+    return out
+
+
+def write_ablation(res: dict, path_stem: str, command: str, commit: str, date: str) -> None:
+    md = ["# Ablation: costpass-reg-resid variants, leave-workload-out\n",
+          f"`{command}` at commit `{commit[:12]}`, {date}. Each row: mean over XGBoost seeds "
+          f"{next(iter(res.values()))['seeds']} (row / column subsampling) of the metrics defined in "
+          "`evaluate.md`; `top-1 sd`: their standard deviation over the seeds (how much of a top-1 difference is "
+          "seed noise). Same workload folds as `evaluate.md`. `features-1` drops the three columns features-2 "
+          f"added ({', '.join(NEW_IN_FEATURES_2)}).\n"]
+    for sname, r in res.items():
+        md += [f"\n## {sname}\n\n{r['n']} candidates, {r['n_workloads']} workloads\n",
+               "| variant | MAPE | median APE | Kendall tau | pairwise acc. | top-1 | top-1 sd | top-5 | worst top-1 |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for v, m in r["variants"].items():
+            md.append(f"| {v} | {m['mape']:.3f} | {m['median_ape']:.3f} | {m['kendall_tau']:.3f} | "
+                      f"{m['pairwise_acc']:.3f} | {m['top1']:.3f} | {m['top1_sd']:.3f} | {m['top5']:.3f} | "
+                      f"{m['top1_min']:.3f} |")
+    with open(path_stem + ".md", "w") as f:
+        f.write("\n".join(md) + "\n")
+    with open(path_stem + ".json", "w") as f:
+        json.dump({"command": command, "commit": commit, "date": date, "scenarios": res}, f, indent=1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpus", default="", help="comma-separated dataset names (default: all under datasets/)")
@@ -104,6 +203,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ship-variant", default="costpass-reg-resid")
     ap.add_argument("--ship-only", action="store_true", help="only fit and write the shipped models (no evaluation)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--ablation", action="store_true", help="only the ablation of costpass-reg-resid variants "
+                    "(features-1 vs 2, objectives, weights; 3 seeds) -> benchmarks/results/evaluate.ablation.{md,json}")
     a = ap.parse_args(argv)
 
     t_start = time.time()
@@ -118,7 +219,7 @@ def main(argv=None) -> int:
         return 2
     traces = E.trace_index(a.traces)
     ex = E.Extractor(progress=not a.no_progress)
-    need_ps = E._needs_perstore(methods) and not a.ship_only
+    need_ps = E._needs_perstore(methods) and not a.ship_only and not a.ablation
     dsets = {}
     for g in gpus:
         t0 = time.time()
@@ -133,6 +234,12 @@ def main(argv=None) -> int:
         "feature_schema_hash": E.F.schema_hash(), "folds": a.folds, "seed": a.seed, "methods": methods,
         "datasets": {g: d.info for g, d in dsets.items()}, "extraction": ex.timing, "scenarios": {},
     }
+    if a.ablation:
+        res = ablation(dsets, a.folds)
+        stem = os.path.join(REPO, "benchmarks", "results", "evaluate.ablation")
+        write_ablation(res, stem, result["command"], result["commit"], result["date"])
+        print(f"wrote {stem}.md ({round(time.time() - t_start, 1)} s)")
+        return 0
     for g, ds in dsets.items():
         if a.ship_only:
             break

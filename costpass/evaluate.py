@@ -4,6 +4,8 @@
     ds = E.load_dataset("h100")                # measured records + traces -> features (cached)
     res = E.cross_validate(ds, methods=E.METHODS, folds=5)
     E.metrics(y_true_ms, y_pred_ms, workloads) # MAPE, median APE, Kendall tau, pairwise acc., top-1/top-5
+    E.cross_validate_joint([h100, h200], h100)  # one model trained across both GPUs, scored on H100's
+                                                # held-out workloads (the same folds as cross_validate(h100))
 
 Splits are always by workload (GroupKFold over workloads, never by row): a model is scored only on
 workloads it never saw. Within-workload metrics (Kendall tau, pairwise accuracy, top-k) are computed per
