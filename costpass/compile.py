@@ -866,15 +866,9 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
 # ------------------------------------------------------------------------------------------------------
 
 def _us(x) -> str:
-    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return "-"
-    if x >= 1000:
-        return f"{x / 1000:.2f} ms"
-    if x >= 100:
-        return f"{x:.0f} us"
-    if x >= 10:
-        return f"{x:.1f} us"
-    return f"{x:.2f} us"
+    from .diagnose import format_us
+
+    return format_us(x, unit="us")
 
 
 def render_json(report: CompileReport) -> str:

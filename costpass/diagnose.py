@@ -237,16 +237,20 @@ def _roofs(g: GPUSpec, m: dict) -> dict:
 # Hints
 # --------------------------------------------------------------------------------------------------
 
-def _us(x: float) -> str:
-    if x is None or not math.isfinite(x):
+def format_us(x, unit: str = "µs") -> str:
+    """Microseconds for a report: '-' for missing or non-finite values, ms from 1000 up."""
+    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
         return "-"
     if x >= 1000:
         return f"{x / 1000:.2f} ms"
     if x >= 100:
-        return f"{x:.0f} µs"
+        return f"{x:.0f} {unit}"
     if x >= 10:
-        return f"{x:.1f} µs"
-    return f"{x:.2f} µs"
+        return f"{x:.1f} {unit}"
+    return f"{x:.2f} {unit}"
+
+
+_us = format_us
 
 
 def _bytes(x: float) -> str:
