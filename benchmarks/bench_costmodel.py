@@ -10,6 +10,10 @@ analytical estimates, which does not change the timing) so that prediction walks
 candidates arrive as scheduled modules (``apply_trace`` is outside the timed region: MetaSchedule hands the
 cost model schedules). Reports candidates/s for each stage and end to end, cold (no cache) and with
 costpass's per-module cache warm (what the evolutionary search sees for repeated modules).
+With ``--baseline REV`` the demand pass of git revision REV (``costpass/demand.py`` at REV, loaded beside
+the current one) lowers and walks the same candidates in the same run, interleaved candidate by candidate
+with the current code (order alternating), so the before/after ratio is not skewed by other jobs.
+``extract_many`` (the list API) is timed with 0, 1 and 2 lowering threads, interleaved and repeated.
 Writes ``benchmarks/results/bench_costmodel.{md,json}``.
 """
 from __future__ import annotations
@@ -58,6 +62,24 @@ def _candidates(n: int, seed: int, n_workloads: int):
     return out[:n]
 
 
+def _load_demand_at(rev: str):
+    """costpass/demand.py as of git revision ``rev``, imported as a separate module."""
+    import importlib.util
+    import subprocess
+    import tempfile
+    src = subprocess.run(["git", "-C", REPO, "show", f"{rev}:costpass/demand.py"], check=True,
+                         capture_output=True, text=True).stdout
+    src = src.replace("from .records import", "from costpass.records import")
+    path = os.path.join(tempfile.mkdtemp(prefix="costpass_baseline_"), "demand_baseline.py")
+    with open(path, "w") as f:
+        f.write(src)
+    spec = importlib.util.spec_from_file_location("costpass_demand_baseline", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod        # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=120)
@@ -65,6 +87,9 @@ def main(argv=None) -> int:
     ap.add_argument("--gpu", default="h100")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "bench_costmodel"))
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="also time the demand pass of this git revision on the same candidates, interleaved")
+    ap.add_argument("--batch-repeat", type=int, default=3, help="repeats of the extract_many timing")
     a = ap.parse_args(argv)
 
     import tvm
@@ -118,30 +143,61 @@ def main(argv=None) -> int:
         ok.append(i)
     X = np.vstack(rows)
 
-    # what the lowering time is made of: demand's pass list (``demand.analysis_passes`` when it has one),
-    # printing the host module for the kernel launch order, and for comparison TVM's full S-TIR pipeline
+    # what the lowering time is made of: demand's TVM pass list (one call), the rest of lower_to_device
+    # (host/device split, LowerWarpMemory, kernel launch order), and for comparison TVM's full pipeline
     from tvm import tirx
-    sub = {"demand_pass_list": 0.0, "host_script_for_launch_order": 0.0, "full_s_tir_pipeline": 0.0}
+    sub = {"demand_pass_list": 0.0, "split_and_launch_order": 0.0, "full_s_tir_pipeline": 0.0}
     for cid, wl, sch in scheds:
         try:
+            q0 = time.perf_counter()
+            low = D._lower_ir(sch.mod, target)
+            q1 = time.perf_counter()
+            D._device_kernels(low)
+            q2 = time.perf_counter()
             with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_storage_rewrite": True}):
-                q0 = time.perf_counter()
-                mm = tirx.transform.BindTarget(target)(sch.mod)
-                if hasattr(D, "analysis_passes"):
-                    low = tvm.transform.Sequential(D.analysis_passes())(mm)
-                else:
-                    low = tvm.s_tir.pipeline.default_s_tir_pipeline()[0](mm)
-                q1 = time.perf_counter()
-                tvm.IRModule({gv: f for gv, f in low.functions_items()
-                              if not (f.attrs is not None and "tirx.is_global_func" in f.attrs)}).script()
-                q2 = time.perf_counter()
                 tvm.s_tir.pipeline.default_s_tir_pipeline()[0](tirx.transform.BindTarget(target)(sch.mod))
-                q3 = time.perf_counter()
+            q3 = time.perf_counter()
             sub["demand_pass_list"] += q1 - q0
-            sub["host_script_for_launch_order"] += q2 - q1
+            sub["split_and_launch_order"] += q2 - q1
             sub["full_s_tir_pipeline"] += q3 - q2
         except Exception:  # noqa: BLE001
             pass
+
+    # ---- before/after in the same run: the demand pass of --baseline, interleaved -----------------
+    base = None
+    if a.baseline:
+        B = _load_demand_at(a.baseline)
+        tb = {"base_lower": 0.0, "base_walk": 0.0, "new_lower": 0.0, "new_walk": 0.0}
+        same = nb = 0
+        for k, (cid, wl, sch) in enumerate(scheds):
+            recs = {}
+            for tag, mod in (("base", B), ("new", D)) if k % 2 == 0 else (("new", D), ("base", B)):
+                try:
+                    u0 = time.perf_counter()
+                    ks = mod.lower_to_device(sch.mod, target)
+                    u1 = time.perf_counter()
+                    recs[tag] = json.dumps([mod.analyze_kernel(nm, f).to_dict() for nm, f in ks], sort_keys=True)
+                    u2 = time.perf_counter()
+                except Exception:  # noqa: BLE001
+                    recs[tag] = None
+                    continue
+                tb[tag + "_lower"] += u1 - u0
+                tb[tag + "_walk"] += u2 - u1
+            if recs.get("base") is not None:
+                nb += 1
+                same += recs["base"] == recs.get("new")
+        base = {"rev": a.baseline, "n": nb, "identical_records": same,
+                **{k: v / max(1, nb) for k, v in tb.items()}}
+        print(f"baseline {a.baseline}: {same} of {nb} candidates with identical records", flush=True)
+
+    # ---- extract_many (list API) with 0, 1, 2 lowering threads, interleaved -------------------------
+    mods_all = [sch.mod for _, _, sch in scheds]
+    batch = {0: [], 1: [], 2: []}
+    for r in range(a.batch_repeat):
+        for th in ((0, 1, 2) if r % 2 == 0 else (2, 1, 0)):
+            v0 = time.perf_counter()
+            D.extract_many(mods_all, target, threads=th)
+            batch[th].append(time.perf_counter() - v0)
 
     # models trained on the measured records when there are some (timing does not depend on it)
     try:
@@ -249,6 +305,9 @@ def main(argv=None) -> int:
             "costmodel_predict_cold_cand_per_s": rate(t_cm_cold),
             "costmodel_predict_warm_cand_per_s": rate(t_cm_warm),
             "structural_hash_cand_per_s": rate(t_hash),
+            "extract_many_s": {str(k): v for k, v in batch.items()},
+            "extract_many_cand_per_s": {str(k): rate(sum(v) / len(v)) for k, v in batch.items()},
+            "baseline": base,
         },
         "tvm": {"perstore_feature_s": t_psf, "xgbmodel_predict_total_s": t_xgb_total,
                 "perstore_feature_cand_per_s": rate(t_psf),
@@ -270,18 +329,33 @@ MetaSchedule does); models trained on {trained_on}.
 |---|---:|---:|
 | costpass end to end, cold (lower + walk + features + XGBoost) | {c['end_to_end_cand_per_s']:.1f} | {1e3 / c['end_to_end_cand_per_s']:.1f} ms |
 | - lowering (demand.lower_to_device: TVM passes to device kernels) | {c['stages_cand_per_s']['lowering']:.1f} | {1e3 * c['lowering_s'] / n:.1f} ms |
-| -- of which demand's pass list (timed again separately) | | {1e3 * sub['demand_pass_list'] / n:.1f} ms |
-| -- of which printing the host module (kernel launch order) | | {1e3 * sub['host_script_for_launch_order'] / n:.1f} ms |
+| -- of which demand's pass list, one TVM call (timed again separately) | | {1e3 * sub['demand_pass_list'] / n:.1f} ms |
+| -- of which host/device split, LowerWarpMemory, kernel launch order | | {1e3 * sub['split_and_launch_order'] / n:.2f} ms |
 | (for comparison: TVM's full default S-TIR pipeline) | | {1e3 * sub['full_s_tir_pipeline'] / n:.1f} ms |
 | - demand walk (costpass.demand) | {c['stages_cand_per_s']['walk']:.1f} | {1e3 * c['walk_s'] / n:.1f} ms |
 | - bounds + features | {c['stages_cand_per_s']['features']:.0f} | {1e3 * c['features_s'] / max(1, len(ok)):.2f} ms |
 | - XGBoost predict (batch of {len(ok)}) | {c['stages_cand_per_s']['model_batch']:.0f} | {1e3 * c['model_batch_s'] / max(1, len(ok)):.3f} ms |
 | costpass.CostModel.predict, cold (MetaSchedule interface) | {c['costmodel_predict_cold_cand_per_s']:.1f} | {1e3 / c['costmodel_predict_cold_cand_per_s']:.1f} ms |
 | costpass.CostModel.predict, warm (same modules again: structural-hash cache) | {c['costmodel_predict_warm_cand_per_s']:.0f} | {1e3 / c['costmodel_predict_warm_cand_per_s']:.2f} ms |
+| demand.extract_many, serial (lower + walk, no features) | {c['extract_many_cand_per_s']['0']:.1f} | {1e3 / c['extract_many_cand_per_s']['0']:.1f} ms |
+| demand.extract_many, 1 lowering thread | {c['extract_many_cand_per_s']['1']:.1f} | {1e3 / c['extract_many_cand_per_s']['1']:.1f} ms |
+| demand.extract_many, 2 lowering threads | {c['extract_many_cand_per_s']['2']:.1f} | {1e3 / c['extract_many_cand_per_s']['2']:.1f} ms |
 | TVM PerStoreFeature alone | {t['perstore_feature_cand_per_s']:.1f} | {1e3 / t['perstore_feature_cand_per_s']:.1f} ms |
 | TVM XGBModel.predict end to end (PerStoreFeature + XGBoost) | {t['xgbmodel_predict_end_to_end_cand_per_s']:.1f} | {1e3 / t['xgbmodel_predict_end_to_end_cand_per_s']:.1f} ms |
 
 Target for costpass: >= 500 candidates/s. Single-row XGBoost predict: {1e3 * c['model_single_row_s']:.2f} ms.
+extract_many rows: mean of {a.batch_repeat} interleaved repeats over the same {n} candidates.
+"""
+    if base is not None:
+        md += f"""
+Before/after in this run (demand pass of `{base['rev']}` vs this tree, same candidates, interleaved;
+{base['identical_records']} of {base['n']} candidates with byte-identical records):
+
+| stage | {base['rev']} | this tree | speed-up |
+|---|---:|---:|---:|
+| lowering (lower_to_device) | {1e3 * base['base_lower']:.2f} ms | {1e3 * base['new_lower']:.2f} ms | {base['base_lower'] / max(1e-12, base['new_lower']):.2f}x |
+| demand walk | {1e3 * base['base_walk']:.2f} ms | {1e3 * base['new_walk']:.2f} ms | {base['base_walk'] / max(1e-12, base['new_walk']):.2f}x |
+| lowering + walk | {1e3 * (base['base_lower'] + base['base_walk']):.2f} ms | {1e3 * (base['new_lower'] + base['new_walk']):.2f} ms | {(base['base_lower'] + base['base_walk']) / max(1e-12, base['new_lower'] + base['new_walk']):.2f}x |
 """
     with open(a.out + ".md", "w") as f:
         f.write(md)
