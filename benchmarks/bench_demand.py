@@ -25,7 +25,16 @@ def main():
     ap.add_argument("--workloads", default="llama3_8b_qkv_fp16,softmax_attn_fp32,conv_r50_c3_3x3_fp16")
     args = ap.parse_args()
     target = cuda_target()
-    out = {"machine": platform.processor() or platform.machine(), "cpus": __import__("os").cpu_count(),
+    import os
+    import subprocess
+    import sys
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+    except Exception:  # noqa: BLE001
+        commit = ""
+    out = {"command": "python3 benchmarks/bench_demand.py " + " ".join(sys.argv[1:]), "commit": commit,
+           "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
            "date": time.strftime("%Y-%m-%d"), "results": {}}
     for name in args.workloads.split(","):
         wl = workloads.get(name)
@@ -54,6 +63,7 @@ def main():
               f"(lower {res['median_lower_ms']:5.1f}, walk {res['median_walk_ms']:5.1f})  p90 {res['p90_ms']:6.1f} ms")
     path = Path(__file__).parent / "results" / "bench_demand.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    out["loadavg_at_end"] = os.getloadavg()
     path.write_text(json.dumps(out, indent=2))
 
 
