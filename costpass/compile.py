@@ -125,13 +125,9 @@ class CompileReport:
 
 
 def _clean(x):
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
+    from .diagnose import _clean as clean  # non-finite floats -> None, JSON-safe
+
+    return clean(x)
 
 
 # ------------------------------------------------------------------------------------------------------

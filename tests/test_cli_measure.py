@@ -23,20 +23,7 @@ H100 = "NVIDIA H100 80GB HBM3"
 H200 = "NVIDIA H200"
 
 
-def run(argv, capfd):
-    rc = cli.main(argv)
-    out, err = capfd.readouterr()
-    return rc, out, err
-
-
-def assert_one_line_error(rc, out, err, *needles):
-    assert rc == 2, (rc, out, err)
-    lines = err.strip("\n").splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
-    assert lines[0].startswith("costpass: error: "), lines[0]
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+from test_cli import assert_one_line_error, run  # noqa: E402  (the CLI test helpers)
 
 
 def rec(cid, gpu=H100, wl="mm", status="ok", med=1.0):
