@@ -60,10 +60,11 @@ def git_commit() -> str:
         return ""
 
 
-def ship(dsets, variant: str, seed: int, out_dir: str) -> str:
+def ship(dsets, variant: str, seed: int, out_dir: str, name: str | None = None, note: dict | None = None) -> str:
     """Fit ``variant`` on all candidates of one GPU's dataset (or of several: the cross-GPU model) and write
-    ``costpass/models/<gpu>.json.gz`` (``h100+h200.json.gz`` for several). The header lists the GPU(s) and a
-    hash of the training data (GPU, candidate id and measured ms of every row)."""
+    ``costpass/models/<gpu>.json.gz`` (``h100+h200.json.gz`` for several; ``name`` overrides the file name).
+    The header lists the GPU(s), a hash of the training data (GPU, candidate id and measured ms of every
+    row) and ``note`` (added to its training_data entry)."""
     from costpass.model import CostpassModel
 
     dsets = [dsets] if isinstance(dsets, E.Dataset) else list(dsets)
@@ -83,7 +84,8 @@ def ship(dsets, variant: str, seed: int, out_dir: str) -> str:
     if len(dsets) > 1:
         m.header["training_data"]["per_gpu"] = {d.gpu: {"records": d.info.get("records"), "candidates": len(d)}
                                                 for d in dsets}
-    return m.save(os.path.join(out_dir, f"{ds.gpu}.json.gz"))
+    m.header["training_data"].update(note or {})
+    return m.save(os.path.join(out_dir, name or f"{ds.gpu}.json.gz"))
 
 
 NEW_IN_FEATURES_2 = ("reg_need_over_cap", "log2_local_bytes_per_thread", "log2_serial_iterations")

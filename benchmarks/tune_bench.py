@@ -226,13 +226,12 @@ def cmd_zero_shot(a) -> int:
 
 
 def cmd_heldout_models(a) -> int:
-    """One costpass model per task, trained on every measured workload of ``--gpu`` except the task's."""
-    import hashlib
-
+    """One costpass model per task, trained on every measured workload of ``--gpu`` except the task's
+    (``benchmarks/evaluate.py``'s ``ship``, the shipped models' recipe)."""
     import numpy as np
 
     from costpass import evaluate as E
-    from costpass.model import CostpassModel
+    from evaluate import ship  # benchmarks/evaluate.py
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,14 +240,7 @@ def cmd_heldout_models(a) -> int:
     for t in a.tasks.split(","):
         keep = np.array([w != t for w in ds.workloads])
         sub = ds.subset(np.flatnonzero(keep))
-        h = hashlib.sha256()
-        for cid, y in sorted(zip(sub.ids, sub.y_ms)):
-            h.update(f"{cid} {y:.9g}\n".encode())
-        m = CostpassModel(seed=a.seed, gpus=[ds.gpu], objective="reg", target="residual").fit(
-            sub.X, sub.y_ms, groups=sub.workloads, data_id=h.hexdigest()[:16])
-        m.header["training_data"] = {"candidates": len(sub), "workloads": len(set(sub.workloads)),
-                                     "held_out_workload": t, "source": f"datasets/{ds.gpu}"}
-        p = m.save(str(out / f"{t}.json.gz"))
+        p = ship(sub, "costpass-reg-resid", a.seed, str(out), name=f"{t}.json.gz", note={"held_out_workload": t})
         print(f"[heldout] {t}: trained on {len(sub)} candidates of {len(set(sub.workloads))} workloads "
               f"(left out {int((~keep).sum())}) -> {p}", flush=True)
     return 0
@@ -291,7 +283,7 @@ def cmd_collect(a) -> int:
             rec = dict(known.get(wd.name, {}))
             rec.update(workload=task, cost_model=model, seed=seed, requested_trials=trials,
                        history_ms=hist[:trials], trials=min(len(hist), trials), failed=sum(t is None for t in hist[:trials]),
-                       best_ms=min([t for t in hist[:trials] if t is not None], default=None),
+                       best_ms=_best(hist[:trials]),
                        database_records=len(hist))
             rc, w = walls.get(wd.name, (None, None))
             if w is not None:  # the driver log of the call that ran the trials (a resumed call reports ~0 s)
