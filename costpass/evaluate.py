@@ -68,15 +68,17 @@ FAST_METHODS = ("analytical", "analytical-scaled", "costpass-reg-log", "costpass
 # Metrics
 # ---------------------------------------------------------------------------------------------------
 
+def _pair_signs(x) -> np.ndarray:
+    """sign(x[i] - x[j]) for every pair i < j."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.sign(x[:, None] - x[None, :])[np.triu_indices(len(x), 1)]
+
+
 def kendall_tau(a, b) -> float:
     """Kendall's tau-b of two sequences (nan when either is constant or shorter than 2)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    n = len(a)
-    if n < 2:
+    if len(a) < 2:
         return float("nan")
-    iu = np.triu_indices(n, 1)
-    da = np.sign(a[:, None] - a[None, :])[iu]
-    db = np.sign(b[:, None] - b[None, :])[iu]
+    da, db = _pair_signs(a), _pair_signs(b)
     s = float(np.sum(da * db))
     n0 = len(da)
     ta, tb = float(np.sum(da == 0)), float(np.sum(db == 0))
@@ -87,13 +89,9 @@ def kendall_tau(a, b) -> float:
 def pairwise_accuracy(y_true, y_pred) -> float:
     """Share of candidate pairs with different true latency that the prediction orders the same way
     (a tie in the prediction counts one half). nan when there is no such pair."""
-    t, p = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
-    n = len(t)
-    if n < 2:
+    if len(y_true) < 2:
         return float("nan")
-    iu = np.triu_indices(n, 1)
-    dt = np.sign(t[:, None] - t[None, :])[iu]
-    dp = np.sign(p[:, None] - p[None, :])[iu]
+    dt, dp = _pair_signs(y_true), _pair_signs(y_pred)
     keep = dt != 0
     if not keep.any():
         return float("nan")
