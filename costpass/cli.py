@@ -114,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
 # Shared helpers (input loading, errors, progress)
 # --------------------------------------------------------------------------------------------------
 
+def write_plot(plot, report, path: str, quiet: bool = False) -> None:
+    """``plot(report, path)``, an unwritable path as a one-line error."""
+    try:
+        plot(report, path)
+    except OSError as err:
+        raise CLIError(f"cannot write plot {path}: {_first_line(err)}") from None
+    _info(f"wrote {path}", quiet)
+
+
 def _first_line(err) -> str:
     text = str(err).strip()
     if isinstance(err, KeyError) and err.args:
@@ -723,11 +732,7 @@ def _run_diagnose(args) -> int:
     else:
         write_output(D.render_text(report, details=not args.summary, file=sys.stdout))
     if args.plot:
-        try:
-            D.plot(report, args.plot)
-        except OSError as err:
-            raise CLIError(f"cannot write plot {args.plot}: {_first_line(err)}") from None
-        _info(f"wrote {args.plot}", args.quiet)
+        write_plot(D.plot, report, args.plot, args.quiet)
     return 0
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .cli import CLIError, _first_line, _info
+from .cli import CLIError, _first_line, _info, write_plot
 
 
 def _add_compile(sub):
@@ -96,11 +96,7 @@ def _run_compile(args) -> int:
     if args.output:
         _info(f"wrote {args.output} and {args.output}.json", args.quiet)
     if args.plot:
-        try:
-            C.plot(report, args.plot)
-        except OSError as err:
-            raise CLIError(f"cannot write plot {args.plot}: {_first_line(err)}") from None
-        _info(f"wrote {args.plot}", args.quiet)
+        write_plot(C.plot, report, args.plot, args.quiet)
     return 0
 
 
