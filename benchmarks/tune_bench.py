@@ -164,17 +164,9 @@ def cmd_run(a) -> int:
 
     refs_path = out / "vendor.json"
     if a.vendor and not refs_path.exists() and time.time() - t_start < a.budget_s + a.grace_s:
-        from costpass.measure import vendor
         from schedules import workloads as W
 
-        refs = {}
-        for t in tasks:
-            try:
-                refs[t] = vendor.measure_reference(W.get(t))
-            except Exception as e:  # noqa: BLE001
-                refs[t] = {"error": f"{type(e).__name__}: {e}"}
-            print(f"[vendor] {t}: {refs[t].get('median_ms', refs[t].get('error'))}", flush=True)
-        refs_path.write_text(json.dumps({"gpu_info": _gpu_info(), "refs": refs}, indent=1))
+        _write_vendor(tasks, W.get, refs_path)
 
     zs_out = out / "zero_shot.json"
     if a.zero_shot_dir and not zs_out.exists() and time.time() - t_start < a.budget_s + a.grace_s:
@@ -191,6 +183,49 @@ def cmd_run(a) -> int:
             print(f"[zero-shot] {t}: {res[t]}", flush=True)
         zs_out.write_text(json.dumps({"gpu_info": _gpu_info(), "zero_shot": res}, indent=1))
     print(f"[tune] all done in {time.time() - t_start:.0f} s", flush=True)
+    return 0
+
+
+def _write_vendor(tasks, get, path: Path) -> dict:
+    """torch references of ``tasks`` (``get(task)`` gives an object with ``name``, ``dtype``, ``params``),
+    eager and from a CUDA graph (``costpass.measure.vendor``), with the GPU's state, to ``path``."""
+    from costpass.measure import vendor
+
+    refs = {}
+    for t in tasks:
+        try:
+            refs[t] = vendor.measure_reference(get(t))
+        except Exception as e:  # noqa: BLE001 - one failing reference does not lose the others
+            refs[t] = {"error": f"{type(e).__name__}: {e}"}
+        print(f"[vendor] {t}: {refs[t].get('median_ms', refs[t].get('error'))} ms eager, "
+              f"{refs[t].get('graph', {}).get('median_ms')} ms graph", flush=True)
+    doc = {"gpu_info": _gpu_info(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "timer": "costpass.measure.vendor.time_eager_and_graph", "refs": refs}
+    path.write_text(json.dumps(doc, indent=1))
+    return doc
+
+
+def cmd_vendor(a) -> int:
+    """torch references only. ``--dump FILE`` (here, full TVM) writes the tasks' name/dtype/params;
+    ``--params FILE`` reads them back on a GPU machine that has only runtime-only TVM."""
+    from types import SimpleNamespace
+
+    tasks = a.tasks.split(",")
+    if a.dump:
+        from schedules import workloads as W
+
+        spec = {t: {"name": W.get(t).name, "dtype": W.get(t).dtype, "params": W.get(t).params} for t in tasks}
+        Path(a.dump).write_text(json.dumps(spec, indent=1))
+        print(f"wrote {a.dump}")
+        return 0
+    if a.params:
+        spec = json.loads(Path(a.params).read_text())
+        get = lambda t: SimpleNamespace(**spec[t])  # noqa: E731
+    else:
+        from schedules import workloads as W
+
+        get = W.get
+    _write_vendor(tasks, get, Path(a.out))
     return 0
 
 
@@ -350,7 +385,9 @@ def summarize(runs: list, vendor: dict | None = None, zero_shot: dict | None = N
                         reach.append(_trials_to_reach(rc["history_ms"][:common], _best(rx["history_ms"][:common])))
             row["costpass_trials_to_match_xgb"] = reach
         ref = (vendor or {}).get(t, {})
-        row["torch_ms"], row["torch"] = ref.get("median_ms"), ref.get("reference")
+        # the CUDA-graph time where there is one (no dispatch gaps, as TVM's time_evaluator), else eager
+        row["torch_ms"] = ref.get("graph", {}).get("median_ms") or ref.get("median_ms")
+        row["torch_eager_ms"], row["torch"] = ref.get("median_ms"), ref.get("reference")
         z = (zero_shot or {}).get(t, {})
         row["zero_shot_ms"], row["zero_shot_predicted_ms"] = z.get("median_ms"), z.get("predicted_ms")
         row["zero_shot_error"] = z.get("error")
@@ -441,7 +478,8 @@ def _plot(runs, vendor, path):
                 ys.append(best if math.isfinite(best) else None)
             ax.plot(range(1, len(ys) + 1), ys, color=colors.get(r["cost_model"]), alpha=0.8,
                     label=f"{r['cost_model']} s{r['seed']}")
-        v = (vendor or {}).get(t, {}).get("median_ms")
+        ref = (vendor or {}).get(t, {})
+        v = ref.get("graph", {}).get("median_ms") or ref.get("median_ms")
         if v:
             ax.axhline(v, color="k", ls="--", lw=1, label="torch")
         ax.set_title(t, fontsize=8)
@@ -492,6 +530,11 @@ def main(argv=None) -> int:
     h.add_argument("--out", required=True)
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--cache-dir", default=None, help="feature cache folder (default: costpass.evaluate's)")
+    v = sub.add_parser("vendor")
+    v.add_argument("--tasks", default=DEFAULT_TASKS)
+    v.add_argument("--out", default="vendor.json")
+    v.add_argument("--dump", help="write the tasks' parameters to this file and stop (needs full TVM)")
+    v.add_argument("--params", help="parameters written by --dump (for a GPU machine with runtime-only TVM)")
     c = sub.add_parser("collect")
     c.add_argument("--db-dirs", nargs="+", required=True)
     c.add_argument("--run-json", nargs="*")
@@ -504,7 +547,7 @@ def main(argv=None) -> int:
     p.add_argument("--preamble", default="", help="text above the table (what was run, where, caveats)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tune_bench"))
     a = ap.parse_args(argv)
-    return {"one": cmd_one, "run": cmd_run, "zero-shot": cmd_zero_shot, "heldout-models": cmd_heldout_models,
+    return {"one": cmd_one, "run": cmd_run, "zero-shot": cmd_zero_shot, "heldout-models": cmd_heldout_models, "vendor": cmd_vendor,
             "collect": cmd_collect, "report": cmd_report}[a.cmd](a)
 
 

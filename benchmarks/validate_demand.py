@@ -43,6 +43,7 @@ PIPES = {
                            "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum")),
     "dram_read_bytes": (lambda I, M: M["dram_read_bytes"], ("dram__bytes_read.sum",)),
     "dram_bytes": (lambda I, M: M["dram_bytes"], ("dram__bytes_read.sum", "dram__bytes_write.sum")),
+    "l2_bytes": (lambda I, M: M["l2_bytes"], ("lts__t_bytes.sum",)),
     "all_instructions": (lambda I, M: sum(I.values()), ("smsp__inst_executed.sum",)),
 }
 TARGET_PIPES = ("fma", "tensor", "lsu", "dram_read_bytes")

@@ -66,7 +66,17 @@ def _builder_init():
 
 
 def _runner_init():
+    """Register the nvcc compile callback; with runtime-only TVM (no ``libtvm_compiler.so``) load TVM's CUDA
+    runtime first, globally, so that libraries holding CUDA source can be loaded."""
+    import ctypes
+
+    import tvm
     import tvm_ffi
+
+    lib = os.path.join(os.path.dirname(tvm.__file__), "lib")
+    cuda_rt = os.path.join(lib, "libtvm_runtime_cuda.so")
+    if not os.path.exists(os.path.join(lib, "libtvm_compiler.so")) and os.path.exists(cuda_rt):
+        ctypes.CDLL(cuda_rt, mode=ctypes.RTLD_GLOBAL)
 
     @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
     def _compile(code, *_):

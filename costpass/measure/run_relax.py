@@ -2,8 +2,9 @@
 
     python3 costpass/measure/run_relax.py LIB.so [--out result.json] [--warmup 20] [--repeats 200]
 
-Needs TVM (with the Relax VM), torch with CUDA, and nvcc. Reads ``LIB.so.json`` (the report ``costpass
-compile -o LIB.so`` writes next to the library) for the arguments and the model. Steps:
+Needs TVM (the Relax VM; runtime-only TVM, without ``libtvm_compiler.so``, is enough), torch with CUDA,
+and nvcc. Reads ``LIB.so.json`` (the report ``costpass compile -o LIB.so`` writes next to the library) for
+the arguments and the model. Steps:
 
 1. nvcc compiles the library's CUDA source when TVM loads it (``tvm_callback_cuda_compile``, cubins cached
    by sha256 in ``$COSTPASS_CUBIN_CACHE``, see ``costpass/measure/ms_gpu.py``), for this GPU's arch;
@@ -11,7 +12,8 @@ compile -o LIB.so`` writes next to the library) for the arguments and the model.
    ``main`` and, for a ``llama_block`` model, to the same block in torch (``reference_torch``, same
    weights); the outputs must agree (relative L2 error below ``--tol``);
 3. each is timed with CUDA events on the default stream: ``--warmup`` calls, then ``--repeats`` calls, each
-   between its own pair of events; the median is the result (min, mean, p10, p90 too);
+   between its own pair of events; the median is the result (min, mean, p10, p90 too); torch also replayed
+   from a CUDA graph (no Python dispatch between its kernels);
 4. ``--profile-iters`` more calls under the torch profiler give each PrimFunc's GPU time per model call,
    beside its predicted time from the report;
 5. one JSON file: GPU name, driver and clocks (nvidia-smi, before and after), date, versions, repeats,
@@ -106,9 +108,9 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
     import tvm
-    from tvm import relax
+    from tvm.runtime.vm import VirtualMachine   # = tvm.relax.VirtualMachine; also in runtime-only TVM
 
-    from costpass.measure import ms_gpu
+    from costpass.measure import ms_gpu, vendor
 
     if shutil.which("nvcc") is None and os.path.exists("/usr/local/cuda/bin/nvcc"):
         os.environ["PATH"] = "/usr/local/cuda/bin" + os.pathsep + os.environ.get("PATH", "")
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
     ms_gpu._runner_init()          # tvm_callback_cuda_compile -> nvcc cubin, cached by source hash
 
     dev = tvm.cuda(0)
-    vm = relax.VirtualMachine(tvm.runtime.load_module(args.library), dev)
+    vm = VirtualMachine(tvm.runtime.load_module(args.library), dev)
     main_fn = vm["main"]
 
     meta = report.get("meta", {})
@@ -161,8 +163,14 @@ def main(argv=None) -> int:
             result["check"] = {"rel_l2_error": rel, "max_abs_error": (a - b).abs().max().item(),
                                "max_abs_ref": b.abs().max().item(), "tol": args.tol,
                                "finite": bool(torch.isfinite(a).all().item()), "ok": bool(rel < args.tol)}
-            result["torch_timing"] = time_cuda(lambda: L.reference_torch(cfg, shp, t_args), args.warmup,
-                                               args.repeats)
+            ref_fn = lambda: L.reference_torch(cfg, shp, t_args)  # noqa: E731
+            result["torch_timing"] = time_cuda(ref_fn, args.warmup, args.repeats)
+            try:    # the same torch block replayed from a CUDA graph: no Python dispatch between kernels
+                result["torch_graph_timing"] = time_cuda(vendor.cuda_graph(ref_fn), args.warmup, args.repeats)
+                result["torch_graph_over_tvm"] = (result["torch_graph_timing"]["median_ms"]
+                                                  / result["tvm_timing"]["median_ms"])
+            except Exception as err:  # noqa: BLE001 - the eager timing stands without it
+                result["torch_graph_timing"] = {"error": f"{type(err).__name__}: {err}"[:500]}
         result["torch_over_tvm"] = result["torch_timing"]["median_ms"] / result["tvm_timing"]["median_ms"]
     result["nvidia_smi_after"] = nvidia_smi()
 
@@ -185,7 +193,8 @@ def main(argv=None) -> int:
     line = f"{result['model']} on {result['gpu']}: TVM median {result['tvm_timing']['median_ms'] * 1e3:.1f} us"
     if "torch_timing" in result:
         line += (f", torch {result['torch_timing']['median_ms'] * 1e3:.1f} us "
-                 f"(torch/TVM {result['torch_over_tvm']:.2f}x), check rel err {result['check']['rel_l2_error']:.2e} "
+                 f"(torch/TVM {result['torch_over_tvm']:.2f}x; CUDA graph "
+                 f"{result['torch_graph_timing'].get('median_ms', float('nan')) * 1e3:.1f} us), check rel err {result['check']['rel_l2_error']:.2e} "
                  f"{'ok' if result['check']['ok'] else 'FAILED'}")
     if "prediction" in result:
         p = result["prediction"]
