@@ -55,6 +55,10 @@ NVCC_PARTIAL_UNROLL = 4
 # such loops are treated like explicitly unrolled ones (indices fold, local arrays stay in registers).
 NVCC_AUTO_UNROLL = 16
 _SAMPLES = 8  # sampled (block, loop-iteration, warp) contexts per kernel for coalescing and predicates
+# Global loads are cached in L1 (sm_70 and later): the sectors a warp touches again within this many
+# consecutive iterations of its innermost loop hit there and do not reach L2 (e.g. a GEMV whose lanes read
+# 16-byte chunks 4 bytes per iteration: 16 sectors per load instruction at L1, 4 at L2; ncu agrees).
+L1_WINDOW = 16
 _FLOAT_PIPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
 _TENSOR_DTYPE = {"float16": "fp16", "bfloat16": "bf16", "float32": "tf32", "int8": "int8",
                  "uint8": "int8", "float8_e4m3fn": "fp8", "float8_e5m2": "fp8", "float64": "fp64"}
@@ -1032,7 +1036,8 @@ class _KernelWalker:
             self.mem["global_store_sectors" if is_store else "global_load_sectors"] += tot_sectors
             req = width * lanes_per_warp * W
             self.mem["global_store_bytes" if is_store else "global_load_bytes"] += req
-            self._traffic(name, tot_sectors, is_store)
+            l2 = sectors if is_store else self._l2_load_sectors(indices, bits, lanes, ctx, sectors)
+            self._traffic(name, l2 * W, is_store)
             return
         if scope.startswith("shared"):
             n_inst = max(1, -(-width // 16))
@@ -1058,13 +1063,13 @@ class _KernelWalker:
         if info is not None:
             tr[2] = info.elements * info.bits / 8
 
-    def _addresses(self, indices, bits, lanes, ctx):
+    def _addresses(self, indices, bits, lanes, ctx, evaluator=None):
         """Byte addresses per (sample, lane, vector lane) and the active-lane mask."""
         self._sample_loops(ctx)
         idx = indices[0] if len(indices) == 1 else None
         if idx is None:
             raise _Unknown("multi-dimensional index after flattening")
-        addr = np.asarray(self.evaluator.eval(idx), dtype=np.int64)
+        addr = np.asarray((evaluator or self.evaluator).eval(idx), dtype=np.int64)
         elem = max(1, bits // 8)
         if addr.ndim == 0:
             addr = np.broadcast_to(addr, (_SAMPLES, 32))
@@ -1095,6 +1100,30 @@ class _KernelWalker:
         last = (addr + elem - 1) // 32
         keys = np.concatenate([first, last], axis=-1)          # (S, 32, 2L)
         return _mean_unique(keys, mask)
+
+    def _l2_load_sectors(self, indices, bits, lanes, ctx, per_request):
+        """Sectors per warp load request that miss L1 and reach L2: the distinct sectors the warp touches
+        over the first ``L1_WINDOW`` iterations of its innermost enclosing loop, per iteration (at most
+        ``per_request``: a loop whose iterations touch new sectors gains nothing)."""
+        if not ctx.loops:
+            return per_request
+        inner = ctx.loops[-1]
+        n = min(inner.extent, L1_WINDOW)
+        if n <= 1:
+            return per_request
+        self._sample_loops(ctx)
+        # a fresh evaluator per iteration: the memo and the let values cached in env depend on the loop var
+        base = {k: v for k, v in self.env.items() if k not in self.lets}
+        keys = []
+        try:
+            for j in range(n):
+                env = dict(base)
+                env[inner.key] = np.full((_SAMPLES, 1), j, dtype=np.int64)
+                addr, mask, elem = self._addresses(indices, bits, lanes, ctx, _Evaluator(self.T, env, self.lets))
+                keys += [addr // 32, (addr + elem - 1) // 32]
+        except (_Unknown, ValueError):
+            return per_request
+        return min(per_request, _mean_unique(np.concatenate(keys, axis=-1), mask) / n)
 
     def _wavefronts(self, indices, bits, lanes, ctx):
         """Average shared-memory wavefronts per warp request, and the conflict-free ideal."""

@@ -34,6 +34,20 @@ def strided_copy(n=1 << 20, stride=32, threads=256):
     return sch.mod
 
 
+def chunked_copy(n=1 << 20, chunk=8, threads=256):
+    """B[i] = A[i], each thread copying ``chunk`` consecutive floats, one per iteration of an inner loop:
+    a warp's load touches one sector per lane (lanes are ``chunk`` floats apart), and the next iterations
+    touch the same sectors again (hits in L1)."""
+    A = te.placeholder((n,), "float32", name="A")
+    B = te.compute((n,), lambda i: A[i], name="B")
+    sch = s_tir.Schedule(_mod(A, B))
+    (i,) = sch.get_loops(sch.get_sblock("B"))
+    bx, tx, j = sch.split(i, [None, threads, chunk])
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(tx, "threadIdx.x")
+    return sch.mod
+
+
 def tiled_gemm_fp32(M=256, N=256, K=256, tile=32, ktile=16, thread=16):
     """C = A @ B in fp32: blocks of tile x tile outputs, thread x thread threads (2x2 outputs each),
     A and B tiles staged through shared memory."""

@@ -40,6 +40,20 @@ def test_uncoalesced_loads_touch_one_sector_per_lane():
     assert d.memory["dram_bytes"] == 2 * n * 4                # each byte still read once from DRAM
 
 
+def test_sectors_reread_by_a_warps_inner_loop_reach_l2_once():
+    n, chunk = 1 << 20, 8
+    d = one(kernels.chunked_copy(n, chunk))
+    warps = n // chunk // 32
+    # each load: 32 lanes x 4 bytes, lanes 32 bytes apart -> 32 sectors at L1, for each of the 8 iterations
+    assert d.inst["ld_global"] == warps * chunk
+    assert d.memory["global_load_sectors"] == warps * chunk * 32
+    # over the inner loop a warp touches those same 32 sectors only: L2 sees each once
+    assert d.global_buffers["A"]["load_sectors"] == warps * 32
+    assert d.global_buffers["B"]["store_sectors"] == warps * chunk * 32   # stores are not merged in L1
+    assert d.memory["l2_bytes"] == warps * 32 * 32 + warps * chunk * 32 * 32
+    assert d.memory["dram_bytes"] == 2 * n * 4
+
+
 def test_tiled_fp32_gemm_counts():
     M = N = K = 256
     d = one(kernels.tiled_gemm_fp32(M, N, K, tile=32, ktile=16, thread=16))
