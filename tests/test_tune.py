@@ -59,9 +59,9 @@ def test_bench_summary_arithmetic():
     s = B.summarize(runs, {"a": {"median_ms": 0.5, "reference": "torch"}}, {"a": {"median_ms": 3.0, "predicted_ms": 2.0}})
     assert list(s) == ["a"]
     a = s["a"]
-    assert a["common_trials"] == 3  # compared at the budget both reached
+    assert a["common_trials"] == {0: 3}  # compared at the budget both reached
     assert a["models"]["costpass"]["best_at_common_ms"] == 2.0 and a["models"]["xgb"]["best_at_common_ms"] == 2.5
-    assert a["speedup_vs_xgb"] == pytest.approx(1.25)
+    assert a["speedup_vs_xgb"] == pytest.approx(1.25) and a["speedup_by_seed"][0] == pytest.approx(1.25)
     assert a["costpass_trials_to_match_xgb"] == [2]
     assert a["torch_ms"] == 0.5 and a["zero_shot_ms"] == 3.0
     assert B._trials_to_reach([4.0, None, 1.0], 0.5) is None
