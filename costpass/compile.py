@@ -602,11 +602,12 @@ def _dlight():
                                    dl.gpu.GeneralReduction(), dl.gpu.Fallback())
 
 
-def build(prepared, target, database=None, predictor: "Predictor | None" = None) -> Built:
+def build(prepared, target, database=None, predictor: "Predictor | None" = None, use_default=()) -> Built:
     """Apply the database's best schedules (DLight's default GPU schedules for the rest) and build the Relax
     VM executable. With ``predictor``, a PrimFunc whose tuned schedule is predicted slower than DLight's
     schedule of it keeps DLight's (``Built.kept_default``): with few trials MetaSchedule's best can be worse
-    than the hand-written rules, notably for batch-1 GEMVs."""
+    than the hand-written rules, notably for batch-1 GEMVs. PrimFuncs named in ``use_default`` keep DLight's
+    schedule whatever is predicted (to rebuild a library as a report describes it, see :func:`repredict`)."""
     import tvm
     from tvm import relax
     from tvm.relax import pipeline as P
@@ -633,17 +634,20 @@ def build(prepared, target, database=None, predictor: "Predictor | None" = None)
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         tuned = {gv.name_hint for gv, f in mod.functions_items()
                  if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs}
-        if predictor is not None and tuned:
+        if (predictor is not None or use_default) and tuned:
             for gv, f in list(mod.functions_items()):
-                if gv.name_hint not in tuned:
+                if gv.name_hint not in tuned or (predictor is None and gv.name_hint not in use_default):
                     continue
                 try:
                     default = _dlight()(_deep_copy(tvm.IRModule({"main": before[gv.name_hint]})))["main"]
-                    t_tuned = predictor.predict_us(predictor.demands(_kernel_module(f)))
-                    t_default = predictor.predict_us(predictor.demands(_kernel_module(default)))
+                    if gv.name_hint in use_default:
+                        t_tuned = t_default = float("nan")
+                    else:
+                        t_tuned = predictor.predict_us(predictor.demands(_kernel_module(f)))
+                        t_default = predictor.predict_us(predictor.demands(_kernel_module(default)))
                 except Exception:  # noqa: BLE001 - keep the tuned schedule when either cannot be predicted
                     continue
-                if t_default < t_tuned:
+                if gv.name_hint in use_default or t_default < t_tuned:
                     mod[gv] = default.with_attr("global_symbol", gv.name_hint) if \
                         f.attrs is not None and "global_symbol" in f.attrs else default
                     got["kept_default"][gv.name_hint] = (t_tuned, t_default)
@@ -855,6 +859,40 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
         with open(output + ".json", "w") as f:
             json.dump(report.to_dict(), f, indent=1)
     return report
+
+
+def repredict(report: dict, work_dir: str | None = None, gpus=None, model_path: str | None = None,
+              log=None) -> tuple:
+    """Predict again a library ``costpass compile`` built, from its report (``LIB.so.json``) and tuning
+    database, with this costpass (its demand pass and shipped models): the same model is prepared, the
+    same schedules are applied (the database's best records; DLight's where the report says ``default``
+    or ``default-faster``), and every kernel is diagnosed on ``gpus`` (default: the report's). Returns
+    ``(entries, totals, built)``: ``entries`` and ``totals`` as :func:`diagnose_kernels`, ``built`` the
+    rebuilt library (its CUDA source should equal the original's). Needs the built-in model the report
+    names."""
+    from .cli import preload_tensor_intrinsics
+
+    preload_tensor_intrinsics()        # the database's traces name tensor intrinsics
+    meta = report.get("meta", {})
+    if meta.get("kind") != "llama_block":
+        raise CompileError("repredict: only reports of the built-in llama_block model can be rebuilt")
+    shp = meta["shape"]
+    model = load_model("llama_block", config=meta["config"], shape=shp["name"], batch=shp.get("batch", 1),
+                       seq=shp.get("seq") if shp["name"] == "prefill" else None,
+                       kv=shp.get("kv") if shp["name"] == "decode" else None)
+    gpus = load_gpus(gpus or report["gpus"])
+    target = target_for(load_gpus(report.get("tuned_for") or gpus[0].name)[0])
+    prepared = prepare(model.mod, target)
+    work_dir = work_dir or meta.get("work_dir")
+    db = open_database(work_dir) if work_dir and os.path.exists(
+        os.path.join(work_dir, "database_tuning_record.json")) else None
+    wanted = {k["name"]: k["origin"] for k in report["kernels"]}
+    built = build(prepared, target, db, None, use_default=frozenset(n for n, o in wanted.items() if o != "tuned"))
+    got = {n: ("tuned" if n in built.tuned else "default") for n in wanted}
+    differ = [n for n, o in wanted.items() if (o == "tuned") != (got[n] == "tuned")]
+    if differ:
+        raise CompileError(f"repredict: the database does not give the report's schedules for {', '.join(differ)}")
+    return (*diagnose_kernels(built, gpus, target, model_path, log), built)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -165,6 +165,24 @@ def test_library_and_report_for_run_relax(compiled):
     assert r2.returncode == 0 and "LIB" in r2.stdout.upper()
 
 
+def test_repredict_rebuilds_the_same_library(compiled, tmp_path):
+    """From the saved report and the database alone: the same schedules (the same CUDA source) and, with
+    the same costpass, the same predictions."""
+    from costpass.measure import bundle
+    d, r = compiled["dir"], compiled["report"]
+    with open(str(d / "block.so") + ".json") as f:
+        saved = json.load(f)
+    entries, totals, built = C.repredict(saved, compiled["work"])
+    again = C.export(built, str(tmp_path / "again.so"))
+    assert bundle.library_cuda_sources(again) == bundle.library_cuda_sources(str(d / "block.so"))
+    assert [(e.name, e.origin) for e in entries] == [(k.name, k.origin) for k in r.kernels]
+    for g in r.gpus:
+        assert totals[g]["predicted_us"] == pytest.approx(r.totals[g]["predicted_us"], rel=1e-9)
+    saved["meta"]["kind"] = "something else"
+    with pytest.raises(C.CompileError, match="built-in llama_block"):
+        C.repredict(saved, compiled["work"])
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
 def test_cuda_source_compiles_with_nvcc(compiled, tmp_path, monkeypatch):
     from costpass.measure import bundle, ms_gpu

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""End-to-end latency of compiled models: measured on the GPU vs predicted by costpass.
+
+    python3 benchmarks/e2e_predict.py [--data datasets/e2e/r1] [--out benchmarks/results/e2e]
+
+For every library in ``<data>/manifest.json`` (a ``costpass compile`` report, its tuning database, and
+``run_relax.py`` results per GPU), the library's schedules are rebuilt from its database as the report
+describes them (``costpass.compile.repredict``) and every kernel is predicted again with this costpass;
+the predictions stored in the report when the library was built are shown beside them. Per GPU:
+
+* measured end to end: the Relax VM's median time per call (CUDA events around each call);
+* kernel sum: the GPU time of the library's kernels per call, from the torch profiler;
+* predicted: the sum over calls of the per-kernel predictions (``costpass compile``'s end-to-end figure).
+
+Writes ``<out>.md`` and ``<out>.json``; nothing here needs a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _work_dir(archive: Path, tmp: str) -> str:
+    """Unpack a tuning-database archive; the folder holding database_tuning_record.json."""
+    with tarfile.open(archive) as tf:
+        tf.extractall(tmp, filter="data")
+    for root, _dirs, files in os.walk(tmp):
+        if "database_tuning_record.json" in files:
+            return root
+    raise FileNotFoundError(f"{archive}: no database_tuning_record.json inside")
+
+
+def evaluate_library(entry: dict, data: Path, log=print) -> dict:
+    from costpass import compile as C
+
+    report = json.loads((data / entry["report"]).read_text())
+    runs = {g: json.loads((data / p).read_text()) for g, p in entry["runs"].items()}
+    from costpass.measure import bundle
+
+    lib = data / entry["report"].removesuffix(".json")
+    with tempfile.TemporaryDirectory() as tmp:
+        wd = _work_dir(data / entry["database"], tmp)
+        entries, totals, built = C.repredict(report, wd, gpus=list(runs), log=lambda m: None)
+        rebuilt = C.export(built, os.path.join(tmp, "rebuilt.so"))
+        same = bundle.library_cuda_sources(rebuilt) == bundle.library_cuda_sources(str(lib))
+    if not same:
+        log(f"warning: {entry['name']}: the rebuilt library's CUDA source differs from {lib.name}")
+    out = {"name": entry["name"], "library": str(lib.relative_to(data)), "same_cuda_source": same, "gpus": {}}
+    for gi, (g, run) in enumerate(runs.items()):
+        measured = run["tvm_timing"]["median_ms"] * 1e3
+        prof = {k["name"]: k["measured_us"] for k in run.get("per_kernel", {}).get("kernels", [])}
+        then = {k["name"]: k["per_gpu"][report["gpus"].index(g)] for k in report["kernels"]} \
+            if g in report["gpus"] else {}
+        kernels = []
+        for e in entries:
+            p = e.per_gpu[gi]
+            kernels.append({"name": e.name, "calls": e.calls, "sched": e.origin,
+                            "measured_us": prof.get(e.name), "predicted_us": p.total_us,
+                            "predicted_at_build_us": then[e.name]["total_us"] if e.name in then else None,
+                            "estimate_us": p.estimate_us * e.calls, "bottleneck": p.bottleneck})
+        pred = totals[run_key(g, totals)]["predicted_us"]
+        at_build = report["totals"].get(g, {}).get("predicted_us")
+        out["gpus"][g] = {"gpu_name": run["gpu"], "date": run["date"], "measured_us": measured,
+                          "kernel_sum_us": run.get("per_kernel", {}).get("sum_us"),
+                          "predicted_us": pred, "error": pred / measured - 1.0,
+                          "predicted_at_build_us": at_build,
+                          "error_at_build": (at_build / measured - 1.0) if at_build else None,
+                          "estimate_us": totals[run_key(g, totals)]["estimate_us"],
+                          "torch_eager_us": run.get("torch_timing", {}).get("median_ms", 0) * 1e3 or None,
+                          "torch_graph_us": run.get("torch_graph_timing", {}).get("median_ms", 0) * 1e3 or None,
+                          "kernels": kernels}
+        log(f"{entry['name']} on {g}: measured {measured:.1f} us, predicted {pred:.1f} us ({pred / measured - 1:+.1%}); "
+            f"at build {at_build:.1f} us")
+    return out
+
+
+def run_key(g: str, totals: dict) -> str:
+    return g if g in totals else next(iter(totals))
+
+
+def _f(x, fmt=".1f"):
+    return "-" if x is None else format(x, fmt)
+
+
+def markdown(results: list, meta: dict) -> str:
+    lines = ["# End to end: compiled Llama-3-8B block, measured vs predicted", "",
+             f"`python3 benchmarks/e2e_predict.py` at commit `{meta['commit']}`, {meta['date']}. Data: "
+             f"`{meta['data']}` (see its README: what was built how, and measured where). The predictions are "
+             "made here, without a GPU, from the libraries' own schedules; `at build`: the prediction stored in "
+             "the compile report when the library was built (the costpass of that day).", "",
+             "`same source`: the schedules rebuilt from the database give the measured library's CUDA source, "
+             "byte for byte.", "",
+             "| library | GPU | same source | measured e2e (us) | kernel sum (us) | predicted (us) | error | at build (us) | error at build | torch eager | torch CUDA graph |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    errs = []
+    for r in results:
+        for g, x in r["gpus"].items():
+            errs.append(abs(x["error"]))
+            lines.append(f"| {r['name']} | {g} | {'yes' if r['same_cuda_source'] else 'NO'} | {_f(x['measured_us'])} | {_f(x['kernel_sum_us'])} | "
+                         f"{_f(x['predicted_us'])} | {x['error']:+.1%} | {_f(x['predicted_at_build_us'])} | "
+                         f"{_f(x['error_at_build'], '+.1%')} | {_f(x['torch_eager_us'])} | {_f(x['torch_graph_us'])} |")
+    if errs:
+        lines += ["", f"|error| over {len(errs)} library x GPU pairs: median {sorted(errs)[len(errs) // 2]:.1%}, "
+                      f"max {max(errs):.1%}; within 10%: {sum(e <= 0.10 for e in errs)} of {len(errs)}."]
+    for r in results:
+        for g, x in r["gpus"].items():
+            lines += ["", f"## {r['name']} on {g}: per kernel (us per model call)", "",
+                      "| kernel | calls | sched | measured (profiler) | predicted | error | at build | bound |",
+                      "|---|---:|---|---:|---:|---:|---:|---|"]
+            for k in x["kernels"]:
+                err = (k["predicted_us"] / k["measured_us"] - 1.0) if k["measured_us"] else None
+                lines.append(f"| {k['name']} | {k['calls']} | {k['sched']} | {_f(k['measured_us'])} | "
+                             f"{_f(k['predicted_us'])} | {_f(err, '+.0%')} | {_f(k['predicted_at_build_us'])} | "
+                             f"{k['bottleneck']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    import datetime as dt
+    import subprocess
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(REPO / "datasets" / "e2e" / "r1"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "e2e"))
+    a = ap.parse_args(argv)
+    data = Path(a.data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    results = [evaluate_library(e, data) for e in manifest["libraries"]]
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                            cwd=REPO).stdout.strip() or "unknown"
+    meta = {"commit": commit, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "data": os.path.relpath(data, REPO)}
+    Path(a.out + ".json").write_text(json.dumps({"meta": meta, "libraries": results}, indent=1))
+    Path(a.out + ".md").write_text(markdown(results, meta))
+    print(f"wrote {a.out}.md and {a.out}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
