@@ -34,7 +34,7 @@ PIPES = ("issue", "fma", "fp16", "fp64", "alu", "xu", "lsu", "tensor", "shared",
 PIPE_LABEL = {
     "issue": "warp issue", "fma": "FP32/IMAD (FMA)", "fp16": "FP16/BF16", "fp64": "FP64",
     "alu": "integer ALU", "xu": "special function (XU)", "lsu": "load/store issue",
-    "tensor": "tensor core", "shared": "shared memory", "l2": "L2 bandwidth",
+    "tensor": "tensor core", "shared": "L1 / shared memory", "l2": "L2 bandwidth",
     "dram": "DRAM bandwidth", "latency": "latency (too little in flight)",
 }
 
@@ -174,8 +174,11 @@ def pipe_bounds(d: KernelDemand, g: GPUSpec, occ: Occupancy, wv: Waves) -> dict:
             rate = g.pipes["fp32_fma"] * 2     # no tensor path: emulated on the FMA pipe
         tensor += flops * share / rate / tclk * 1e6
     b["tensor"] = tensor
+    # the L1/shared data path moves 128 bytes per clock per SM: shared-memory wavefronts, and global
+    # accesses at 4 sectors per clock, L1 hits included (uncoalesced loads cost here even when L1 hits)
     wavefronts = M.get("shared_load_wavefronts", 0) + M.get("shared_store_wavefronts", 0)
-    b["shared"] = wavefronts * share / (P["shared_bytes"] / 128) / clk * 1e6
+    l1_sectors = M.get("global_load_sectors", 0) + M.get("global_store_sectors", 0)
+    b["shared"] = (wavefronts + l1_sectors / 4) * share / (P["shared_bytes"] / 128) / clk * 1e6
     l2_bytes = M.get("l2_bytes", 0.0) + M.get("local_bytes", 0.0)
     l2_bw = g.memory["l2_bandwidth_gbs"] * 1e9
     # whole-chip L2 bandwidth, but the busiest SM can only pull its per-SM share of it

@@ -43,7 +43,7 @@ GEMM_LIKE_INTENSITY = 32.0     # FLOP per footprint byte above which a kernel co
 
 _MEMORY_PIPES = ("dram", "l2", "lsu", "shared")
 SHORT_LABEL = {"issue": "warp issue", "fma": "FP32 FMA", "fp16": "FP16", "fp64": "FP64", "alu": "int ALU",
-               "xu": "SFU (XU)", "lsu": "LD/ST issue", "tensor": "tensor core", "shared": "shared mem",
+               "xu": "SFU (XU)", "lsu": "LD/ST issue", "tensor": "tensor core", "shared": "L1/shared",
                "l2": "L2", "dram": "DRAM", "latency": "latency"}
 _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
 
@@ -340,7 +340,16 @@ def hints_for(d: KernelDemand, b: B.KernelBounds, g: GPUSpec, m: dict, context: 
         add("lsu-bound", "high", msg, "vectorize / register tiling (inner split factors)")
     elif top == "shared":
         ratio = _ratio(m["shared_wavefronts_per_request"], m["shared_ideal_wavefronts_per_request"], 1.0)
-        if ratio <= CONFLICT_RATIO:
+        mem = d.memory
+        l1_sectors = mem.get("global_load_sectors", 0) + mem.get("global_store_sectors", 0)
+        used = mem.get("global_load_bytes", 0) + mem.get("global_store_bytes", 0)
+        if l1_sectors / 4 > mem.get("shared_load_wavefronts", 0) + mem.get("shared_store_wavefronts", 0):
+            add("l1-bound", "high",
+                f"L1-bound: global accesses move {_bytes(l1_sectors * 32)} through L1, "
+                f"{_ratio(l1_sectors * 32, used, 1.0):.1f}x the bytes the lanes use: make consecutive lanes "
+                "read consecutive addresses (or stage the tile through shared memory)",
+                "loop order / binding so threadIdx.x walks the contiguous axis; cache_read to shared")
+        elif ratio <= CONFLICT_RATIO:
             add("shared-bound", "high",
                 "shared-memory-bandwidth-bound without bank conflicts: raise the per-thread register tile "
                 "so each value read from shared memory is reused more", "register tiling (inner split factors)")

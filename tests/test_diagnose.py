@@ -173,12 +173,13 @@ def test_tensor_core_gemm_is_sensible():
     assert d.memory["l2_bytes"] == pytest.approx(2 * (M * K * 2) * 16, rel=0.05)
     throughput = {p: v for p, v in bounds.items() if p != "latency"}
     top = max(throughput, key=throughput.get)
-    # the model: L2 traffic (16x re-reads) limits this tile size, with shared memory next; the
+    # the model: L2 traffic (16x re-reads) and the L1/shared data path (8.5 M shared wavefronts plus
+    # 8.4 M global sectors through L1, 4 a clock) limit this tile size, within 10% of each other; the
     # tensor pipe is far from the limit
-    assert top == "l2"
-    assert bounds["shared"] > bounds["tensor"]
-    assert gd.bottleneck in ("l2", "latency")
-    assert "l2-bound" in codes(gd)
+    assert top in ("l2", "shared") and bounds["l2"] == pytest.approx(bounds["shared"], rel=0.1)
+    assert bounds["shared"] > 2 * bounds["tensor"]
+    assert gd.bottleneck in ("l2", "shared", "latency")
+    assert {"l2-bound", "shared-bound"} & set(codes(gd))
     assert "no-tensor-cores" not in codes(gd)
 
 
