@@ -159,6 +159,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "e2e"))
     a = ap.parse_args(argv)
     data = Path(a.data)
+    if not (data / "manifest.json").is_file():
+        print(f"e2e_predict: error: {data / 'manifest.json'} not found (--data names a folder with a manifest.json)",
+              file=sys.stderr)
+        return 2
     manifest = json.loads((data / "manifest.json").read_text())
     results = [evaluate_library(e, data) for e in manifest["libraries"]]
     commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
