@@ -410,7 +410,7 @@ class Extractor:
                         self.timing["perstore_s"] += time.perf_counter() - t0
                         self.timing["n_perstore"] += 1
                         cache.put(cid, _enc(rows))
-                    except Exception as e:  # noqa: BLE001
+                    except Exception:  # noqa: BLE001 - recorded as no PerStoreFeature row
                         cache.put(cid, None)
                     if bar is not None:
                         bar.update(1)
@@ -630,13 +630,18 @@ def cross_validate(ds: Dataset, methods=METHODS, folds: int = 5, seed: int = 0, 
         t0 = time.perf_counter()
         preds[m][te] = fit_predict(m, a.subset(tr), b.subset(te), seed=seed)
         times[m] += time.perf_counter() - t0
+    return _scored(preds, times, b, a.gpu, len(splits))
+
+
+def _scored(preds: dict, times: dict, test: Dataset, train_gpu: str, folds: int) -> dict:
+    """:func:`metrics` of every method's out-of-fold predictions on ``test``, with its fit+predict time."""
     out = {}
-    for m in methods:
-        r = metrics(b.y_ms, preds[m], b.workloads, calibrated=CALIBRATED[m])
+    for m, p in preds.items():
+        r = metrics(test.y_ms, p, test.workloads, calibrated=CALIBRATED[m])
         r["fit_predict_s"] = round(times[m], 3)
         out[m] = r
-    return {"train_gpu": a.gpu, "test_gpu": b.gpu, "folds": len(splits), "n": len(b),
-            "n_workloads": len(set(b.workloads)), "methods": out}
+    return {"train_gpu": train_gpu, "test_gpu": test.gpu, "folds": folds, "n": len(test),
+            "n_workloads": len(set(test.workloads)), "methods": out}
 
 
 def concat(dsets, gpu: str | None = None) -> Dataset:
@@ -675,13 +680,7 @@ def cross_validate_joint(train_dsets, test_ds: Dataset, methods=METHODS, folds: 
         t0 = time.perf_counter()
         preds[m][te] = fit_predict(m, train, test_ds.subset(te), seed=seed)
         times[m] += time.perf_counter() - t0
-    out = {}
-    for m in methods:
-        r = metrics(test_ds.y_ms, preds[m], test_ds.workloads, calibrated=CALIBRATED[m])
-        r["fit_predict_s"] = round(times[m], 3)
-        out[m] = r
-    return {"train_gpu": name, "test_gpu": test_ds.gpu, "folds": len(splits), "n": len(test_ds),
-            "n_workloads": len(set(test_ds.workloads)), "methods": out}
+    return _scored(preds, times, test_ds, name, len(splits))
 
 
 def transfer(train: Dataset, test: Dataset, methods=METHODS, seed: int = 0) -> dict:
