@@ -636,18 +636,17 @@ def build(prepared, target, database=None, predictor: "Predictor | None" = None,
                  if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs}
         if (predictor is not None or use_default) and tuned:
             for gv, f in list(mod.functions_items()):
-                if gv.name_hint not in tuned or (predictor is None and gv.name_hint not in use_default):
+                forced = gv.name_hint in use_default
+                if gv.name_hint not in tuned or not (forced or predictor is not None):
                     continue
                 try:
                     default = _dlight()(_deep_copy(tvm.IRModule({"main": before[gv.name_hint]})))["main"]
-                    if gv.name_hint in use_default:
-                        t_tuned = t_default = float("nan")
-                    else:
-                        t_tuned = predictor.predict_us(predictor.demands(_kernel_module(f)))
-                        t_default = predictor.predict_us(predictor.demands(_kernel_module(default)))
+                    t_tuned, t_default = (float("nan"),) * 2 if forced else (
+                        predictor.predict_us(predictor.demands(_kernel_module(f))),
+                        predictor.predict_us(predictor.demands(_kernel_module(default))))
                 except Exception:  # noqa: BLE001 - keep the tuned schedule when either cannot be predicted
                     continue
-                if gv.name_hint in use_default or t_default < t_tuned:
+                if forced or t_default < t_tuned:
                     mod[gv] = default.with_attr("global_symbol", gv.name_hint) if \
                         f.attrs is not None and "global_symbol" in f.attrs else default
                     got["kept_default"][gv.name_hint] = (t_tuned, t_default)
