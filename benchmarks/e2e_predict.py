@@ -58,10 +58,10 @@ def same_launched_source(a: str, b: str, report: dict) -> bool:
 
 def evaluate_library(entry: dict, data: Path, log=print) -> dict:
     from costpass import compile as C
+    from costpass.measure import bundle
 
     report = json.loads((data / entry["report"]).read_text())
     runs = {g: json.loads((data / p).read_text()) for g, p in entry["runs"].items()}
-    from costpass.measure import bundle
 
     lib = data / entry["report"].removesuffix(".json")
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,24 +88,20 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
                             "measured_us": prof.get(e.name), "predicted_us": p.total_us,
                             "predicted_at_build_us": then[e.name]["total_us"] if e.name in then else None,
                             "estimate_us": p.estimate_us * e.calls, "bottleneck": p.bottleneck})
-        pred = totals[run_key(g, totals)]["predicted_us"]
+        pred, est = totals[g]["predicted_us"], totals[g]["estimate_us"]
         at_build = report["totals"].get(g, {}).get("predicted_us")
         out["gpus"][g] = {"gpu_name": run["gpu"], "date": run["date"], "measured_us": measured,
                           "kernel_sum_us": run.get("per_kernel", {}).get("sum_us"),
                           "predicted_us": pred, "error": pred / measured - 1.0,
                           "predicted_at_build_us": at_build,
                           "error_at_build": (at_build / measured - 1.0) if at_build else None,
-                          "estimate_us": totals[run_key(g, totals)]["estimate_us"],
+                          "estimate_us": est, "estimate_error": est / measured - 1.0,
                           "torch_eager_us": run.get("torch_timing", {}).get("median_ms", 0) * 1e3 or None,
                           "torch_graph_us": run.get("torch_graph_timing", {}).get("median_ms", 0) * 1e3 or None,
                           "kernels": kernels}
         log(f"{entry['name']} on {g}: measured {measured:.1f} us, predicted {pred:.1f} us ({pred / measured - 1:+.1%}); "
             f"at build {at_build:.1f} us")
     return out
-
-
-def run_key(g: str, totals: dict) -> str:
-    return g if g in totals else next(iter(totals))
 
 
 def _f(x, fmt=".1f"):
@@ -127,10 +123,10 @@ def markdown(results: list, meta: dict) -> str:
     for r in results:
         for g, x in r["gpus"].items():
             errs.append(abs(x["error"]))
-            est.append(abs(x["estimate_us"] / x["measured_us"] - 1))
+            est.append(abs(x["estimate_error"]))
             lines.append(f"| {r['name']} | {g} | { {True: 'yes', False: 'NO', None: 'n/a (cubin)'}[r['same_cuda_source']] } | {_f(x['measured_us'])} | {_f(x['kernel_sum_us'])} | "
                          f"{_f(x['predicted_us'])} | {x['error']:+.1%} | {_f(x['estimate_us'])} | "
-                         f"{x['estimate_us'] / x['measured_us'] - 1:+.1%} | {_f(x['predicted_at_build_us'])} | "
+                         f"{x['estimate_error']:+.1%} | {_f(x['predicted_at_build_us'])} | "
                          f"{_f(x['error_at_build'], '+.1%')} | {_f(x['torch_eager_us'])} | {_f(x['torch_graph_us'])} |")
     if errs:
         lines += ["", f"|error| over {len(errs)} library x GPU pairs: median {sorted(errs)[len(errs) // 2]:.1%}, "
