@@ -214,7 +214,7 @@ def cmd_vendor(a) -> int:
     if a.dump:
         from schedules import workloads as W
 
-        spec = {t: {"name": W.get(t).name, "dtype": W.get(t).dtype, "params": W.get(t).params} for t in tasks}
+        spec = {t: {"name": w.name, "dtype": w.dtype, "params": w.params} for t, w in zip(tasks, map(W.get, tasks))}
         Path(a.dump).write_text(json.dumps(spec, indent=1))
         print(f"wrote {a.dump}")
         return 0
@@ -380,14 +380,13 @@ def summarize(runs: list, vendor: dict | None = None, zero_shot: dict | None = N
             row["models"][m] = {"seeds": [sd for sd, _ in rs], "trials": [r["trials"] for _, r in rs],
                                 "best_by_seed_ms": bests, "best_at_common_ms": sum(ok) / len(ok) if ok else None,
                                 "wall_s": [r.get("wall_s") for _, r in rs], "failed": [r.get("failed") for _, r in rs]}
-        for sd, models in sorted(seeds.items()):
-            c, x = models.get("costpass"), models.get("xgb")
-            if not (c and x):
-                continue
-            bc, bx = _best(c["history_ms"][:common[sd]]), _best(x["history_ms"][:common[sd]])
+        for sd in sorted(seeds):
+            bc = row["models"].get("costpass", {}).get("best_by_seed_ms", {}).get(sd)
+            bx = row["models"].get("xgb", {}).get("best_by_seed_ms", {}).get(sd)
             if bc and bx:
                 row["speedup_by_seed"][sd] = bx / bc
-                row["costpass_trials_to_match_xgb"].append(_trials_to_reach(c["history_ms"][:common[sd]], bx))
+                row["costpass_trials_to_match_xgb"].append(
+                    _trials_to_reach(seeds[sd]["costpass"]["history_ms"][:common[sd]], bx))
         c, x = row["models"].get("costpass", {}), row["models"].get("xgb", {})
         if c.get("best_at_common_ms") and x.get("best_at_common_ms"):
             row["speedup_vs_xgb"] = x["best_at_common_ms"] / c["best_at_common_ms"]
