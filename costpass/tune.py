@@ -11,7 +11,8 @@ to :class:`ModelRunner`, which answers with costpass's predicted time. The searc
 model's own belief and its best record is the schedule costpass picks with no measurement at all.
 
 The history of a run is read back from its MetaSchedule database (trials in the order they were
-committed), so an interrupted run resumes from its ``work_dir`` and what it measured is never lost.
+committed), so an interrupted run resumes from its ``work_dir`` and what it measured is never lost; on resume
+the trials already measured are fed to the fresh cost model first (:func:`replay_database`).
 """
 from __future__ import annotations
 
@@ -121,6 +122,41 @@ def _json_database(work_dir: str):
                                     allow_missing=True)
 
 
+def database_in_order(work_dir: str) -> list:
+    """The tuning records of a work_dir's JSON database in the order they were committed (the record file's
+    order; the database object sorts them by time)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    wpath = os.path.join(work_dir, "database_workload.json")
+    rpath = os.path.join(work_dir, "database_tuning_record.json")
+    if not (os.path.exists(wpath) and os.path.exists(rpath)):
+        return []
+    with open(wpath) as f:
+        workloads = [ms.database.Workload.from_json(json.loads(line)) for line in f if line.strip()]
+    with open(rpath) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [ms.database.TuningRecord.from_json(rec, workloads[i]) for i, rec in rows]
+
+
+def replay_database(cost_model, work_dir: str, mod, target, batch: int = 32) -> int:
+    """Feed the trials already in ``work_dir``'s database to a fresh ``cost_model``, ``batch`` at a time in
+    commit order, as the search fed them when it measured them. MetaSchedule does not do this when a run
+    resumes, so without it a resumed XGBModel would start untrained while costpass keeps its pre-trained
+    model. Failed trials go in as failed runner results (as the runner reported them). Returns the count."""
+    from tvm.s_tir import meta_schedule as ms
+
+    recs = database_in_order(work_dir)
+    if not recs:
+        return 0
+    ctx = ms.TuneContext(mod=mod, target=target, task_name="main")
+    for i in range(0, len(recs), batch):
+        chunk = recs[i:i + batch]
+        results = [ms.runner.RunnerResult(None, "failed (replayed from the database)") if _record_ms(r) is None
+                   else ms.runner.RunnerResult([float(x) for x in r.run_secs], None) for r in chunk]
+        cost_model.update(ctx, [r.as_measure_candidate() for r in chunk], results)
+    return len(recs)
+
+
 def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
     """Tune ``cfg.workload`` for up to ``cfg.trials`` trials in total (trials already in ``cfg.work_dir``'s
     database count: a second call resumes). ``builder``/``runner``: MetaSchedule objects (see
@@ -142,10 +178,15 @@ def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
     if left:
         strategy = ms.search_strategy.EvolutionarySearch(population_size=cfg.population,
                                                           init_min_unmeasured=min(50, cfg.population // 2))
+        cost_model = make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed)
+        if done:  # resuming: the cost model learns what the earlier calls measured, as it would have
+            n = replay_database(cost_model, cfg.work_dir, wl.mod(), target, cfg.trials_per_iter)
+            logger.info("%s/%s: replayed %d trials from the database into the cost model", cfg.workload,
+                        cfg.cost_model, n)
         # max_trials_global counts this call's trials only (not those already in the database)
         ms.tune_tir(mod=wl.mod(), target=target, work_dir=cfg.work_dir, max_trials_global=left,
                     num_trials_per_iter=min(cfg.trials_per_iter, left), builder=builder, runner=runner,
-                    database=db, cost_model=make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed),
+                    database=db, cost_model=cost_model,
                     strategy=strategy, num_tuning_cores=cfg.num_cores or "physical", seed=cfg.seed)
     hist, best = history(cfg.work_dir), best_record(db)
     res = TuneResult(cfg.workload, cfg.gpu, cfg.cost_model, cfg.seed, len(hist), time.time() - t0, hist,

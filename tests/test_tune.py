@@ -27,6 +27,42 @@ def test_zero_shot_search_and_resume(tmp_path):
     assert ms_ == res.best_ms and json.loads(tj) == json.loads(res.best_trace)
     again = T.tune(cfg, b, r)  # everything already in the database: nothing new is run
     assert again.history_ms == res.history_ms
+    _check_replay(cfg.work_dir, res.history_ms)
+
+
+def _check_replay(work_dir, history_ms):
+    """A resumed run feeds what its database holds to the fresh cost model: in commit order, in batches,
+    failed trials as failed runner results."""
+    from pathlib import Path
+
+    from costpass.measure.build import cuda_target
+    from schedules import workloads as W
+
+    rec_file = Path(work_dir) / "database_tuning_record.json"
+    first = json.loads(rec_file.read_text().splitlines()[0])
+    first[1][1] = [1e10]  # the same schedule again, failed
+    rec_file.write_text(rec_file.read_text() + json.dumps(first) + "\n")
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def update(self, context, candidates, results):
+            assert context.mod is not None and len(candidates) == len(results)
+            self.calls.append([None if r.error_msg else 1e3 * sorted(map(float, r.run_secs))[len(r.run_secs) // 2]
+                               for r in results])
+
+    rec = Recorder()
+    n = T.replay_database(rec, work_dir, W.get("softmax_attn_fp32").mod(), cuda_target(), batch=3)
+    assert n == 5 and [len(c) for c in rec.calls] == [3, 2]
+    got = [x for c in rec.calls for x in c]
+    assert got[:4] == pytest.approx(history_ms, rel=1e-6) and got[4] is None
+    from tvm.s_tir import meta_schedule as ms
+
+    xgb = T.make_cost_model("xgb")
+    T.replay_database(xgb, work_dir, W.get("softmax_attn_fp32").mod(), cuda_target())
+    assert xgb.data_size == 5  # TVM's XGBModel took all five (the failed one at its 1e10 s)
+    assert isinstance(xgb, ms.cost_model.XGBModel)
 
 
 def test_best_after():
