@@ -333,6 +333,89 @@ def cmd_collect(a) -> int:
     return 0
 
 
+def _top_traces(wd: Path, k: int) -> list:
+    """The ``k`` fastest distinct schedules of a run's database: [(trace JSON, tuning-time ms)]."""
+    from costpass import tune as T
+    from costpass.measure.candidates import canonical_json, trace_to_json
+
+    best = {}
+    for r in T.database_in_order(str(wd)):
+        ms_ = T._record_ms(r)
+        if ms_ is None:
+            continue
+        tj = trace_to_json(r.trace)
+        key = canonical_json(tj)
+        if key not in best or ms_ < best[key][1]:
+            best[key] = (tj, ms_)
+    return sorted(best.values(), key=lambda x: x[1])[:k]
+
+
+def cmd_noise(a) -> int:
+    """Cross-run timing noise: schedules that two runs of the same task both measured (same trace), the
+    ratio of their two tuning-time medians. It bounds how far apart two runs' bests can be by noise alone."""
+    import re
+
+    import numpy as np
+
+    by_task = {}
+    for root in a.db_dirs:
+        for wd in sorted(Path(root).iterdir()):
+            m = re.fullmatch(r"(.+)__(costpass|xgb|random)__s(\d+)__t(\d+)", wd.name)
+            if not m or not (wd / "database_tuning_record.json").exists():
+                continue
+            d = {}
+            for line in (wd / "database_tuning_record.json").read_text().splitlines():
+                if line.strip():
+                    _i, (trace, secs, *_r) = json.loads(line)
+                    secs = sorted(float(x) for x in secs)
+                    if secs and secs[0] < 1e9:
+                        d[json.dumps(trace, sort_keys=True)] = 1e3 * secs[len(secs) // 2]
+            by_task.setdefault(m.group(1), []).append(d)
+    out = {}
+    for task, dbs in sorted(by_task.items()):
+        logr = [math.log(x[k] / y[k]) for i, x in enumerate(dbs) for y in dbs[i + 1:] for k in set(x) & set(y)]
+        if logr:
+            q = np.percentile(np.abs(logr), [50, 90])
+            out[task] = {"pairs": len(logr), "median_abs_pct": round(100 * math.expm1(q[0]), 2),
+                         "p90_abs_pct": round(100 * math.expm1(q[1]), 2)}
+    print(json.dumps(out, indent=1))
+    if a.out:
+        Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0 if out else 1
+
+
+def cmd_retime_bundle(a) -> int:
+    """Pack the ``--top`` fastest schedules of every run into one measurement bundle, so that the final
+    bests of all models are timed again side by side in one process on the GPU (the tuning runs timed
+    them in different processes while other runs loaded the machine). ``runs.json`` maps each run to its
+    candidate ids; the same schedule found by two runs is one candidate."""
+    import re
+
+    from costpass.cli import preload_tensor_intrinsics
+    from costpass.measure import bundle as Bu
+    from costpass.measure.candidates import Candidate, candidate_id
+
+    preload_tensor_intrinsics()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, cands = {}, []
+    for root in a.db_dirs:
+        for wd in sorted(Path(root).iterdir()):
+            m = re.fullmatch(r"(.+)__(costpass|xgb|random)__s(\d+)__t(\d+)", wd.name)
+            if not m or not (wd / "database_tuning_record.json").exists():
+                continue
+            task = m.group(1)
+            runs[wd.name] = []
+            for rank, (tj, ms_) in enumerate(_top_traces(wd, a.top)):
+                cid = candidate_id(task, tj)
+                runs[wd.name].append({"id": cid, "rank": rank, "tuning_ms": ms_})
+                cands.append(Candidate(cid, task, f"retime:{wd.name}", 0, tj, -1, {"tuning_ms": ms_}))
+    (out / "runs.json").write_text(json.dumps(runs, indent=1))
+    print(f"[retime] {len(runs)} runs, {len(cands)} schedules ({len({c.id for c in cands})} distinct)", flush=True)
+    print(json.dumps(Bu.pack(cands, out, log=Bu._Log(out / "progress.log"))), flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------------
@@ -455,7 +538,7 @@ def cmd_report(a) -> int:
         lines.append(f"- Zero-shot pick (no measurement) / costpass-tuned best, geometric mean over {len(zs_ratio)} "
                      f"tasks: {summary['geomean_zero_shot_over_tuned']:.2f}; |predicted / measured - 1| of the "
                      f"picks: median {sorted(zs_pred)[len(zs_pred) // 2]:.1%}.")
-    lines += ["", "Search wall time per run (s; runs shared the 16 CPU cores with 0-7 others, so these are not "
+    lines += ["", "Search wall time per run (s; runs shared the 16 CPU cores with other runs, as said above, so these are not "
               "comparable across tasks):", "", "| task | costpass | XGBModel | random |", "|---|---:|---:|---:|"]
     for t, row in tasks.items():
         lines.append(f"| {t} | " + " | ".join("/".join(_fmt(w, ".0f") for w in row["models"].get(m, {}).get("wall_s", []))
@@ -555,6 +638,13 @@ def main(argv=None) -> int:
     c.add_argument("--run-json", nargs="*")
     c.add_argument("--logs", nargs="*")
     c.add_argument("--out", required=True)
+    n = sub.add_parser("noise")
+    n.add_argument("--db-dirs", nargs="+", required=True)
+    n.add_argument("--out")
+    b = sub.add_parser("retime-bundle")
+    b.add_argument("--db-dirs", nargs="+", required=True)
+    b.add_argument("--top", type=int, default=3)
+    b.add_argument("--out", required=True)
     p = sub.add_parser("report")
     p.add_argument("--runs", required=True, help="folder of run records (from `collect`)")
     p.add_argument("--vendor", help="vendor.json from `run --vendor`")
@@ -563,7 +653,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tune_bench"))
     a = ap.parse_args(argv)
     return {"one": cmd_one, "run": cmd_run, "zero-shot": cmd_zero_shot, "heldout-models": cmd_heldout_models, "vendor": cmd_vendor,
-            "collect": cmd_collect, "report": cmd_report}[a.cmd](a)
+            "collect": cmd_collect, "noise": cmd_noise, "retime-bundle": cmd_retime_bundle, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

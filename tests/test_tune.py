@@ -110,3 +110,24 @@ def test_history_in_commit_order(tmp_path):
     (tmp_path / "database_tuning_record.json").write_text("\n".join(lines) + "\n")
     assert T.history(str(tmp_path)) == [3.0, None, 1.0]
     assert T.history(str(tmp_path / "missing")) == []
+
+
+def test_cross_run_noise(tmp_path, capsys):
+    """The same schedule timed by two runs of a task: the ratio of the two medians, failed ones left out."""
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    rows = {"costpass": ['[0,[["a"], [0.001], {}, []]]', '[0,[["b"], [0.002], {}, []]]', '[0,[["c"], [1e10], {}, []]]'],
+            "xgb": ['[0,[["a"], [0.0011, 0.0011, 0.0009], {}, []]]', '[0,[["b"], [0.002], {}, []]]',
+                    '[0,[["c"], [0.005], {}, []]]']}
+    for model, lines in rows.items():
+        wd = tmp_path / f"rmsnorm_4096_fp16__{model}__s0__t256"
+        wd.mkdir()
+        (wd / "database_tuning_record.json").write_text("\n".join(lines) + "\n")
+    (tmp_path / "not_a_run").mkdir()
+    out = tmp_path / "noise.json"
+    assert B.main(["noise", "--db-dirs", str(tmp_path), "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["rmsnorm_4096_fp16"]
+    assert got["pairs"] == 2  # "a" and "b"; "c" failed in one run
+    assert got["median_abs_pct"] == pytest.approx(100 * (1.1 ** 0.5 - 1), abs=0.01)  # median of |ln 1.1| and 0
+    assert got["p90_abs_pct"] == pytest.approx(100 * (1.1 ** 0.9 - 1), abs=0.01)
