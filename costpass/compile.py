@@ -27,7 +27,9 @@ Steps (each is also a function here):
    learned prediction (the shipped model of each GPU, as ``costpass.predict``). The predicted end-to-end
    latency is the sum over calls; each call includes launch overhead (``launch_overhead_us`` of the GPU
    spec in the analytical estimate; the learned model is fitted on per-call times and sees it as a
-   feature).
+   feature). ``stream_us`` is the same sum with each learned per-call prediction less the CUDA-event timer
+   offset its training measurements carry (``event_timer_offset_us``, measured, in the GPU spec): kernels
+   queued back to back do not pay it (:func:`stream_offset_us`).
 
 Errors in the input (unknown model, GPU, file; a work dir tuned another way) raise :class:`CompileError`
 with a one-line message.
@@ -103,7 +105,7 @@ class CompileReport:
     tuning: dict                  # tasks, records, failed, trials_run, wall_s, ...
     library: str | None
     kernels: list                 # [KernelEntry], order of first call
-    totals: dict                  # gpu -> {predicted_us, estimate_us, ceiling_us, launches, kernels}
+    totals: dict                  # gpu -> {predicted_us, stream_us, estimate_us, ceiling_us, launches, kernels}
     arg_specs: list | None = None # Relax main arguments (name, shape, dtype, kind) when the model says
     meta: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
@@ -710,6 +712,16 @@ def _kernel_module(func, name: str = "main"):
     return tvm.IRModule({name: func.with_attr("global_symbol", name)})
 
 
+def stream_offset_us(gpu, predictor_kind: str) -> float:
+    """What each learned per-call prediction carries beyond the kernel's own time: the learned model is fitted
+    on calls timed by a CUDA-event pair each, which reads ``event_timer_offset_us`` (measured, in the GPU's
+    spec) even around an empty kernel. Calls queued back to back in a stream do not pay it. 0 for the
+    analytical predictor and for GPUs with no measured offset."""
+    if predictor_kind != "learned":
+        return 0.0
+    return float(gpu.limits.get("event_timer_offset_us", 0.0))
+
+
 def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, log=None) -> tuple:
     """([KernelEntry], totals) for every PrimFunc main calls, on each GPU (see the module docstring)."""
     import tvm
@@ -757,6 +769,7 @@ def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, 
     totals = {}
     for i, g in enumerate(gpus):
         tot = sum(e.per_gpu[i].total_us for e in entries)
+        off = stream_offset_us(g, preds[i].kind)
         for e in entries:
             e.per_gpu[i].share = e.per_gpu[i].total_us / tot if tot > 0 else 0.0
         totals[g.name] = {
@@ -765,6 +778,8 @@ def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, 
             "ceiling_us": sum(e.per_gpu[i].ceiling_us * e.calls for e in entries),
             "launch_us": sum(e.per_gpu[i].launch_us * e.calls for e in entries),
             "launches": sum(len(e.device_kernels) * e.calls for e in entries),
+            "stream_us": sum(e.calls * max(e.per_gpu[i].predicted_us - off, 0.0) for e in entries),
+            "timer_offset_us": off,
             "calls": len(calls), "kernels": len(entries), "predictor": preds[i].kind,
             "predictor_problem": preds[i].problem}
     return entries, totals
@@ -959,6 +974,9 @@ def render_text(report: CompileReport, width: int = 120, hints: bool = True) -> 
                    f"launches, {_us(t['launch_us'])} of it launch overhead in the analytical model); "
                    f"analytical estimate {_us(t['estimate_us'])}, ceiling {_us(t['ceiling_us'])}; "
                    f"predictor: {t['predictor']}")
+        if t.get("timer_offset_us"):
+            out.append(f"{g}: in a stream {_us(t['stream_us'])} (each call's prediction less the "
+                       f"{t['timer_offset_us']:.2f} us CUDA-event offset its training measurements carry)")
     if len(r.gpus) > 1:
         base = r.totals[r.gpus[0]]["predicted_us"]
         out.append("speed-up vs " + r.gpus[0] + ": " + ", ".join(

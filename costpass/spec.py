@@ -24,6 +24,8 @@ LIMIT_KEYS = ("max_threads_per_sm", "max_warps_per_sm", "max_blocks_per_sm",
               "register_alloc_unit", "shared_memory_per_sm", "max_shared_memory_per_block",
               "max_static_shared_memory_per_block", "shared_memory_reserved_per_block",
               "shared_alloc_unit", "launch_overhead_us")
+# measured on the GPU itself; a spec without a measurement leaves them out
+OPTIONAL_LIMIT_KEYS = ("event_timer_offset_us",)
 
 
 class UnknownGPUError(ValueError):

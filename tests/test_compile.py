@@ -106,6 +106,11 @@ def test_shares_and_end_to_end_prediction(compiled):
         assert r.totals[g]["calls"] == sum(k.calls for k in r.kernels)
         launch = C.load_gpus(g)[0].limits["launch_overhead_us"]
         assert math.isclose(r.totals[g]["launch_us"], launch * r.totals[g]["launches"])
+        # in a stream: each call less the event-timer offset the learned model's training times carry
+        off = {"h100": 4.10, "h200": 3.87}[g] if r.totals[g]["predictor"] == "learned" else 0.0
+        assert r.totals[g]["timer_offset_us"] == off
+        assert math.isclose(r.totals[g]["stream_us"], sum(max(p.predicted_us - off, 0.0) * k.calls
+                                                         for p, k in zip(ps, r.kernels)), rel_tol=1e-12)
         for p in ps:
             assert p.predicted_us > 0 and p.ceiling_us > p.launch_us > 0
             assert math.isclose(p.fraction_of_ceiling, p.ceiling_us / p.predicted_us)
@@ -116,6 +121,15 @@ def test_shares_and_end_to_end_prediction(compiled):
         assert k.name[:20] in text
     for g in r.gpus:
         assert f"{g}: predicted end to end {C._us(r.totals[g]['predicted_us'])}" in text
+        assert (f"{g}: in a stream {C._us(r.totals[g]['stream_us'])}" in text) == bool(r.totals[g]["timer_offset_us"])
+
+
+def test_stream_offset_is_spec_data():
+    from costpass import spec
+
+    assert C.stream_offset_us(spec.load("h100"), "learned") == 4.10
+    assert C.stream_offset_us(spec.load("h100"), "analytical") == 0.0  # the estimate carries its own launch term
+    assert C.stream_offset_us(spec.load("a100"), "learned") == 0.0     # no measurement for that GPU
 
 
 def test_tuning_records_failures_and_resumes(compiled):
