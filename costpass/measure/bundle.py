@@ -565,6 +565,32 @@ def generate_evolved(out_dir, names, n: int, cost_model_factory=None, target=Non
             f"model {type(cm).__name__ if cm else 'RandomModel'}; search {t1 - t0:.1f}s pack {time.time() - t1:.1f}s")
 
 
+def generate_dlight(out_dir, names, target=None, log=None) -> dict:
+    """DLight's default GPU schedule of each workload (:func:`candidates.dlight_candidates`), appended to the
+    bundle; resumable (``pack`` skips ids already packed, failed or found duplicate). Returns
+    ``{workload: rule name, or "none: <reason>"}``."""
+    from . import candidates as C
+    from .build import cuda_target
+
+    target = target or cuda_target()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or _Log(out / "progress.log")
+    got = {}
+    for name in names:
+        rule, sch, reason = C.dlight_schedule(name, target)
+        if sch is None:
+            got[name] = f"none: {reason}"
+            log(f"dlight {name}: no candidate: {reason}")
+            continue
+        cs = C.dlight_candidates(name, target)
+        counts = pack(cs, out, target, log=log)
+        got[name] = rule
+        log(f"dlight {name}: rule {rule}: +{counts['built']} built, {counts['failed']} failed, "
+            f"{counts['duplicates']} same-source, {counts['skipped']} already held")
+    return got
+
+
 def status(out_dir) -> dict:
     out = Path(out_dir)
     rows = read_manifest(out)
@@ -603,6 +629,8 @@ def main(argv=None):
     g.add_argument("--workloads", default=None, help="comma-separated names (default: all)")
     g.add_argument("--evolved", type=int, default=0)
     g.add_argument("--evolved-only", action="store_true")
+    g.add_argument("--dlight", action="store_true",
+                   help="only DLight's default GPU schedule of each workload (origin 'dlight'), appended")
     g.add_argument("--cost-model", default=None,
                    help="module:callable(workload) -> MetaSchedule cost model (default RandomModel)")
     g.add_argument("--chunk", type=int, default=24)
@@ -620,7 +648,11 @@ def main(argv=None):
     if args.cmd == "generate":
         names = args.workloads.split(",") if args.workloads else None
         factory = _load_factory(args.cost_model)
-        if args.evolved_only:
+        if args.dlight:
+            from schedules import workloads as W
+            generate_dlight(out, names or W.names())
+            (out / "GENERATE_DONE").write_text(_dt.datetime.now().isoformat())
+        elif args.evolved_only:
             from schedules import workloads as W
             generate_evolved(out, names or W.names(), args.evolved, factory)
         else:

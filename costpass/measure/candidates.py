@@ -8,6 +8,8 @@
   search walks towards what that model thinks is fast. With an informative model (the project's analytical
   model) this represents the good end of the distribution; with ``RandomModel`` (the default when nothing
   is passed) it is mutation-based random sampling, which mainly adds neighbours of existing candidates.
+* :func:`dlight_candidates`: DLight's default GPU schedule of the workload (the rules and order of
+  ``costpass.compile._dlight``, the first rule that applies), as a trace that :func:`apply_trace` replays.
 * :func:`apply_trace`: re-creates the scheduled module from a saved trace (full trace, postprocs included).
 
 A candidate's trace is stored as JSON (``trace.as_json()`` unpacked to plain Python lists / ints / strs),
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass, field, asdict
@@ -30,12 +33,14 @@ from tvm.s_tir.meta_schedule.utils import _json_de_tvm
 
 from schedules import workloads as W
 
+_LOG = logging.getLogger(__name__)
+
 
 @dataclass
 class Candidate:
     id: str
     workload: str
-    origin: str              # "random" | "evolved"
+    origin: str              # "random" | "evolved" | "manual" | "dlight"
     seed: int
     trace_json: list
     space_index: int
@@ -211,6 +216,56 @@ def apply_trace(workload, trace_json) -> s_tir.Schedule:
     sch = s_tir.Schedule(wl.mod())
     s_tir.Trace.apply_json_to_schedule(trace_json, sch)
     return sch
+
+
+def dlight_rules() -> list:
+    """DLight's default GPU rules, in order: the very list ``costpass.compile._dlight`` applies."""
+    from costpass.compile import _dlight
+    return list(_dlight().rules)
+
+
+def dlight_schedule(workload, target=None):
+    """Schedule the workload's PrimFunc as DLight's ``ApplyDefaultSchedule`` would (non-tunable, first rule
+    that returns a schedule wins). Returns ``(rule_name, schedule, reason)``: ``schedule`` is None when no
+    rule applies, a rule raises (the pass itself would fail then) or a rule returns several schedules
+    (``ApplyDefaultSchedule`` asserts exactly one); ``reason`` says which."""
+    from .build import cuda_target
+
+    wl = _workload(workload)
+    target = target or cuda_target()
+    func = wl.mod()["main"]
+    for rule in dlight_rules():
+        name = type(rule).__name__
+        try:
+            with target:
+                got = rule.apply(func, target, False)
+        except Exception as e:  # noqa: BLE001
+            return name, None, f"rule {name} raised {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        if got is None:
+            continue
+        if isinstance(got, s_tir.Schedule):
+            return name, got, ""
+        got = list(got)
+        if len(got) == 1:
+            return name, got[0], ""
+        return name, None, f"rule {name} returned {len(got)} schedules, not one"
+    return None, None, "no DLight rule applies"
+
+
+def dlight_candidates(workload, target=None) -> list[Candidate]:
+    """DLight's default GPU schedule of ``workload`` as a one-element list of candidates (origin
+    ``"dlight"``, ``extra = {"rule": <rule class name>, "tensorized": <trace has a Tensorize>}``), or ``[]``
+    (reason logged) when :func:`dlight_schedule` gives none. The trace is the schedule's own, so
+    :func:`apply_trace` replays it; the candidate is deterministic (DLight samples nothing when not tunable)."""
+    wl = _workload(workload)
+    rule, sch, reason = dlight_schedule(wl, target)
+    if sch is None:
+        _LOG.warning("dlight %s: no candidate: %s", wl.name, reason)
+        return []
+    tj = trace_to_json(sch.trace)
+    tensorized = any(i.kind.name == "Tensorize" for i in sch.trace.insts)
+    return [Candidate(candidate_id(wl.name, tj), wl.name, "dlight", 0, tj, -1,
+                      {"rule": rule, "tensorized": tensorized})]
 
 
 def is_spatial_only(workload) -> bool:
