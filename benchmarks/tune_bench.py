@@ -416,6 +416,55 @@ def cmd_retime_bundle(a) -> int:
     return 0
 
 
+def retimed_bests(runs: dict, duplicates: list, records: list) -> dict:
+    """Per run: the fastest re-timed median (ms) over its top schedules, or None. ``runs``: runs.json of
+    ``retime-bundle``; ``duplicates``: its duplicates.jsonl rows (a schedule whose CUDA source another id
+    already had); ``records``: the measurement records (the latest per candidate; only status ok counts)."""
+    alias = {d["id"]: d["same_source_as"] for d in duplicates}
+    ms_ = {}
+    for r in records:
+        ms_[r.candidate_id] = r.median_ms if r.status == "ok" else None
+    out = {}
+    for rid, tops in runs.items():
+        vals = [ms_.get(alias.get(t["id"], t["id"])) for t in tops]
+        vals = [v for v in vals if v is not None]
+        out[rid] = min(vals) if vals else None
+    return out
+
+
+def cmd_retime_report(a) -> int:
+    """Each task's costpass / XGBModel / random bests as re-timed side by side (``retime-bundle`` measured
+    with ``gpu_run.py``), with the speed-up of costpass over XGBModel and its geometric mean."""
+    import re
+
+    from costpass.measure import records as R
+
+    bundle = Path(a.bundle)
+    runs = json.loads((bundle / "runs.json").read_text())
+    dup_path = bundle / "duplicates.jsonl"
+    dups = [json.loads(x) for x in dup_path.read_text().splitlines() if x.strip()] if dup_path.exists() else []
+    best = retimed_bests(runs, dups, R.read_records(a.records))
+    table = {}
+    for rid, v in best.items():
+        m = re.fullmatch(r"(.+)__(costpass|xgb|random)__s(\d+)__t(\d+)", rid)
+        table.setdefault((m.group(1), int(m.group(3))), {})[m.group(2)] = v
+    lines = ["| task | seed | costpass | XGBModel | random | costpass speed-up vs XGBModel |", "|---|---:|---:|---:|---:|---:|"]
+    speed = []
+    for (task, seed), row in sorted(table.items()):
+        c, x = row.get("costpass"), row.get("xgb")
+        sp = x / c if c and x else None
+        if sp:
+            speed.append(sp)
+        lines.append(f"| {task} | {seed} | {_fmt(c)} | {_fmt(x)} | {_fmt(row.get('random'))} | "
+                     f"{_fmt(sp, '.2f') + 'x' if sp else '-'} |")
+    g = _geomean(speed) if speed else None
+    lines += ["", f"Geometric-mean speed-up over {len(speed)} tasks: **{_fmt(g, '.2f')}x**" if g else ""]
+    Path(a.out + ".md").write_text("\n".join(lines) + "\n")
+    Path(a.out + ".json").write_text(json.dumps({"runs": best, "geomean_speedup": g}, indent=1) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------------
@@ -645,6 +694,10 @@ def main(argv=None) -> int:
     b.add_argument("--db-dirs", nargs="+", required=True)
     b.add_argument("--top", type=int, default=3)
     b.add_argument("--out", required=True)
+    q = sub.add_parser("retime-report")
+    q.add_argument("--bundle", required=True, help="the retime-bundle folder (runs.json, duplicates.jsonl)")
+    q.add_argument("--records", required=True, help="measure.jsonl of gpu_run.py on that bundle")
+    q.add_argument("--out", required=True, help="path without suffix: writes .md and .json")
     p = sub.add_parser("report")
     p.add_argument("--runs", required=True, help="folder of run records (from `collect`)")
     p.add_argument("--vendor", help="vendor.json from `run --vendor`")
@@ -653,7 +706,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tune_bench"))
     a = ap.parse_args(argv)
     return {"one": cmd_one, "run": cmd_run, "zero-shot": cmd_zero_shot, "heldout-models": cmd_heldout_models, "vendor": cmd_vendor,
-            "collect": cmd_collect, "noise": cmd_noise, "retime-bundle": cmd_retime_bundle, "report": cmd_report}[a.cmd](a)
+            "collect": cmd_collect, "noise": cmd_noise, "retime-bundle": cmd_retime_bundle, "retime-report": cmd_retime_report, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

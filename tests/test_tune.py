@@ -131,3 +131,24 @@ def test_cross_run_noise(tmp_path, capsys):
     assert got["pairs"] == 2  # "a" and "b"; "c" failed in one run
     assert got["median_abs_pct"] == pytest.approx(100 * (1.1 ** 0.5 - 1), abs=0.01)  # median of |ln 1.1| and 0
     assert got["p90_abs_pct"] == pytest.approx(100 * (1.1 ** 0.9 - 1), abs=0.01)
+
+
+def test_retime_report(tmp_path):
+    """Re-timed bests: the fastest ok record over a run's top schedules, through same-source aliases."""
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    runs = {"t__costpass__s0__t256": [{"id": "a"}, {"id": "b"}], "t__xgb__s0__t256": [{"id": "c"}, {"id": "d"}],
+            "t__random__s0__t256": [{"id": "e"}]}
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    (tmp_path / "duplicates.jsonl").write_text(json.dumps({"id": "d", "same_source_as": "a"}) + "\n")
+    recs = [dict(workload="t", candidate_id="a", status="ok", median_ms=2.0),
+            dict(workload="t", candidate_id="b", status="ok", median_ms=1.5),
+            dict(workload="t", candidate_id="c", status="wrong", median_ms=0.5),  # wrong output: not a best
+            dict(workload="t", candidate_id="e", status="run_error")]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = str(tmp_path / "rt")
+    assert B.main(["retime-report", "--bundle", str(tmp_path), "--records", str(tmp_path / "m.jsonl"), "--out", out]) == 0
+    got = json.loads(open(out + ".json").read())
+    assert got["runs"] == {"t__costpass__s0__t256": 1.5, "t__xgb__s0__t256": 2.0, "t__random__s0__t256": None}
+    assert got["geomean_speedup"] == pytest.approx(2.0 / 1.5)
