@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,24 @@ TASK_ROLE = {"llama3_8b_qkv_fp16": "fp16 tensor-core GEMM, prefill 512", "gemv_l
 
 def _run_id(task, model, seed, trials):
     return f"{task}__{model}__s{seed}__t{trials}"
+
+
+_RUN_RE = re.compile(r"(.+)__(costpass|xgb|random)__s(\d+)__t(\d+)")
+
+
+def _parse_run_id(rid: str):
+    """(task, model, seed, trials) of a run id (:func:`_run_id`), or None."""
+    m = _RUN_RE.fullmatch(rid)
+    return (m.group(1), m.group(2), int(m.group(3)), int(m.group(4))) if m else None
+
+
+def _run_dirs(db_dirs):
+    """(work dir, task, model, seed, trials) of every run folder holding a database under ``db_dirs``."""
+    for root in db_dirs:
+        for wd in sorted(Path(root).iterdir()):
+            p = _parse_run_id(wd.name)
+            if p and (wd / "database_tuning_record.json").exists():
+                yield (wd, *p)
 
 
 def _gpu_info() -> dict:
@@ -285,10 +304,8 @@ def cmd_collect(a) -> int:
     """Rebuild one run record per MetaSchedule database fetched from the GPU machine (folders named
     TASK__MODEL__sSEED__tTRIALS holding database_*.json): the trial history comes from the database, the
     wall time, GPU and provenance from the run's own JSON where it came back (``--run-json``) and
-    and from the driver logs (``--logs``: lines '[tune] RID: rc=0 312 s', summed over the calls a resumed
+    from the driver logs (``--logs``: lines '[tune] RID: rc=0 312 s', summed over the calls a resumed
     run took; leave out logs of calls that only rebuilt records)."""
-    import re
-
     from costpass import tune as T
     from costpass.cli import preload_tensor_intrinsics
 
@@ -308,27 +325,22 @@ def cmd_collect(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     n = 0
-    for root in a.db_dirs:
-        for wd in sorted(Path(root).iterdir()):
-            m = re.fullmatch(r"(.+)__(costpass|xgb|random)__s(\d+)__t(\d+)", wd.name)
-            if not m or not (wd / "database_tuning_record.json").exists():
-                continue
-            task, model, seed, trials = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
-            hist = T.history(str(wd))
-            rec = dict(known.get(wd.name, {}))
-            rec.update(workload=task, cost_model=model, seed=seed, requested_trials=trials,
-                       history_ms=hist[:trials], trials=min(len(hist), trials), failed=sum(t is None for t in hist[:trials]),
-                       best_ms=_best(hist[:trials]),
-                       database_records=len(hist))
-            rc, w = walls.get(wd.name, (None, None))
-            if w is not None:  # the driver log of the call that ran the trials (a resumed call reports ~0 s)
-                rec.update(wall_s=w, driver_rc=rc, wall_source="driver log")
-            elif rec.get("wall_s") is not None:
-                rec["wall_source"] = "run record"
-            rec.pop("best_trace", None)
-            (out / f"{wd.name}.json").write_text(json.dumps(rec))
-            n += 1
-            print(f"[collect] {wd.name}: {rec['trials']} trials (database {len(hist)}), best {rec['best_ms']}")
+    for wd, task, model, seed, trials in _run_dirs(a.db_dirs):
+        hist = T.history(str(wd))
+        rec = dict(known.get(wd.name, {}))
+        rec.update(workload=task, cost_model=model, seed=seed, requested_trials=trials,
+                   history_ms=hist[:trials], trials=min(len(hist), trials), failed=sum(t is None for t in hist[:trials]),
+                   best_ms=_best(hist[:trials]),
+                   database_records=len(hist))
+        rc, w = walls.get(wd.name, (None, None))
+        if w is not None:  # the driver log of the call that ran the trials (a resumed call reports ~0 s)
+            rec.update(wall_s=w, driver_rc=rc, wall_source="driver log")
+        elif rec.get("wall_s") is not None:
+            rec["wall_source"] = "run record"
+        rec.pop("best_trace", None)
+        (out / f"{wd.name}.json").write_text(json.dumps(rec))
+        n += 1
+        print(f"[collect] {wd.name}: {rec['trials']} trials (database {len(hist)}), best {rec['best_ms']}")
     print(f"[collect] {n} runs -> {out}")
     return 0
 
@@ -353,24 +365,20 @@ def _top_traces(wd: Path, k: int) -> list:
 def cmd_noise(a) -> int:
     """Cross-run timing noise: schedules that two runs of the same task both measured (same trace), the
     ratio of their two tuning-time medians. It bounds how far apart two runs' bests can be by noise alone."""
-    import re
-
     import numpy as np
 
+    from costpass import tune as T
+
     by_task = {}
-    for root in a.db_dirs:
-        for wd in sorted(Path(root).iterdir()):
-            m = re.fullmatch(r"(.+)__(costpass|xgb|random)__s(\d+)__t(\d+)", wd.name)
-            if not m or not (wd / "database_tuning_record.json").exists():
-                continue
-            d = {}
-            for line in (wd / "database_tuning_record.json").read_text().splitlines():
-                if line.strip():
-                    _i, (trace, secs, *_r) = json.loads(line)
-                    secs = sorted(float(x) for x in secs)
-                    if secs and secs[0] < 1e9:
-                        d[json.dumps(trace, sort_keys=True)] = 1e3 * secs[len(secs) // 2]
-            by_task.setdefault(m.group(1), []).append(d)
+    for wd, task, *_ in _run_dirs(a.db_dirs):
+        d = {}
+        for line in (wd / "database_tuning_record.json").read_text().splitlines():
+            if line.strip():
+                _i, (trace, secs, *_r) = json.loads(line)
+                ms_ = T._secs_ms(secs)
+                if ms_ is not None:
+                    d[json.dumps(trace, sort_keys=True)] = ms_
+        by_task.setdefault(task, []).append(d)
     out = {}
     for task, dbs in sorted(by_task.items()):
         logr = [math.log(x[k] / y[k]) for i, x in enumerate(dbs) for y in dbs[i + 1:] for k in set(x) & set(y)]
@@ -389,8 +397,6 @@ def cmd_retime_bundle(a) -> int:
     bests of all models are timed again side by side in one process on the GPU (the tuning runs timed
     them in different processes while other runs loaded the machine). ``runs.json`` maps each run to its
     candidate ids; the same schedule found by two runs is one candidate."""
-    import re
-
     from costpass.cli import preload_tensor_intrinsics
     from costpass.measure import bundle as Bu
     from costpass.measure.candidates import Candidate, candidate_id
@@ -399,17 +405,12 @@ def cmd_retime_bundle(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     runs, cands = {}, []
-    for root in a.db_dirs:
-        for wd in sorted(Path(root).iterdir()):
-            m = re.fullmatch(r"(.+)__(costpass|xgb|random)__s(\d+)__t(\d+)", wd.name)
-            if not m or not (wd / "database_tuning_record.json").exists():
-                continue
-            task = m.group(1)
-            runs[wd.name] = []
-            for rank, (tj, ms_) in enumerate(_top_traces(wd, a.top)):
-                cid = candidate_id(task, tj)
-                runs[wd.name].append({"id": cid, "rank": rank, "tuning_ms": ms_})
-                cands.append(Candidate(cid, task, f"retime:{wd.name}", 0, tj, -1, {"tuning_ms": ms_}))
+    for wd, task, *_ in _run_dirs(a.db_dirs):
+        runs[wd.name] = []
+        for rank, (tj, ms_) in enumerate(_top_traces(wd, a.top)):
+            cid = candidate_id(task, tj)
+            runs[wd.name].append({"id": cid, "rank": rank, "tuning_ms": ms_})
+            cands.append(Candidate(cid, task, f"retime:{wd.name}", 0, tj, -1, {"tuning_ms": ms_}))
     (out / "runs.json").write_text(json.dumps(runs, indent=1))
     print(f"[retime] {len(runs)} runs, {len(cands)} schedules ({len({c.id for c in cands})} distinct)", flush=True)
     print(json.dumps(Bu.pack(cands, out, log=Bu._Log(out / "progress.log"))), flush=True)
@@ -435,8 +436,6 @@ def retimed_bests(runs: dict, duplicates: list, records: list) -> dict:
 def cmd_retime_report(a) -> int:
     """Each task's costpass / XGBModel / random bests as re-timed side by side (``retime-bundle`` measured
     with ``gpu_run.py``), with the speed-up of costpass over XGBModel and its geometric mean."""
-    import re
-
     from costpass.measure import records as R
 
     bundle = Path(a.bundle)
@@ -446,8 +445,8 @@ def cmd_retime_report(a) -> int:
     best = retimed_bests(runs, dups, R.read_records(a.records))
     table = {}
     for rid, v in best.items():
-        m = re.fullmatch(r"(.+)__(costpass|xgb|random)__s(\d+)__t(\d+)", rid)
-        table.setdefault((m.group(1), int(m.group(3))), {})[m.group(2)] = v
+        task, model, seed, _trials = _parse_run_id(rid)
+        table.setdefault((task, seed), {})[model] = v
     lines = ["| task | seed | costpass | XGBModel | random | costpass speed-up vs XGBModel |", "|---|---:|---:|---:|---:|---:|"]
     speed = []
     for (task, seed), row in sorted(table.items()):
