@@ -120,7 +120,9 @@ def markdown(results: list, meta: dict) -> str:
              "byte for byte, for every kernel the model launches (n/a: the library holds cubins). `estimate`: "
              "costpass's analytical estimate (no learned model) of the same kernels. `in stream`: the learned "
              "prediction less, per call, the CUDA-event timer offset that the model's training measurements carry "
-             "(`event_timer_offset_us` of the GPU spec, measured: 4.10 us on the H100, 3.87 us on the H200); the "
+             "(`event_timer_offset_us` of the GPU spec, measured: " + ", ".join(
+                 f"{x['timer_offset_us']:.2f} us on the {g}" for g, x in
+                 {g: x for r in results for g, x in r["gpus"].items()}.items()) + "); the "
              "gap between kernels in the Relax VM's stream is not modelled.", "",
              "| library | GPU | same source | measured e2e (us) | kernel sum (us) | predicted (us) | error | in stream (us) | error | estimate (us) | error | at build (us) | error at build | torch eager | torch CUDA graph |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

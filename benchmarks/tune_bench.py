@@ -371,13 +371,7 @@ def cmd_noise(a) -> int:
 
     by_task = {}
     for wd, task, *_ in _run_dirs(a.db_dirs):
-        d = {}
-        for line in (wd / "database_tuning_record.json").read_text().splitlines():
-            if line.strip():
-                _i, (trace, secs, *_r) = json.loads(line)
-                ms_ = T._secs_ms(secs)
-                if ms_ is not None:
-                    d[json.dumps(trace, sort_keys=True)] = ms_
+        d = {json.dumps(trace, sort_keys=True): ms_ for trace, ms_ in T.record_rows(str(wd)) if ms_ is not None}
         by_task.setdefault(task, []).append(d)
     out = {}
     for task, dbs in sorted(by_task.items()):

@@ -95,6 +95,11 @@ def history(work_dir: str) -> list:
     """Per-trial milliseconds (median of the runner's repeats; None: failed) in the order the trials were
     committed, read from the JSON database's record file, which MetaSchedule appends to. (The database
     object's ``get_all_tuning_records`` returns them sorted by time, not in search order.)"""
+    return [ms_ for _trace, ms_ in record_rows(work_dir)]
+
+
+def record_rows(work_dir: str) -> list:
+    """(trace as stored, milliseconds or None) per record of a work_dir's database, in commit order."""
     path = os.path.join(work_dir, "database_tuning_record.json")
     if not os.path.exists(path):
         return []
@@ -102,8 +107,8 @@ def history(work_dir: str) -> list:
     with open(path) as f:
         for line in f:
             if line.strip():
-                _workload_idx, (_trace, run_secs, *_rest) = json.loads(line)
-                out.append(_secs_ms(run_secs))
+                _workload_idx, (trace, run_secs, *_rest) = json.loads(line)
+                out.append((trace, _secs_ms(run_secs)))
     return out
 
 
