@@ -698,6 +698,12 @@ def main(argv=None) -> int:
     p.add_argument("--preamble", default="", help="text above the table (what was run, where, caveats)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tune_bench"))
     a = ap.parse_args(argv)
+    must_exist = list(getattr(a, "db_dirs", None) or []) + [getattr(a, k) for k in ("bundle", "records", "runs")
+                                                           if getattr(a, k, None)]
+    missing = [p for p in must_exist if not Path(p).exists()]
+    if missing:
+        print(f"tune_bench {a.cmd}: error: not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
     return {"one": cmd_one, "run": cmd_run, "zero-shot": cmd_zero_shot, "heldout-models": cmd_heldout_models, "vendor": cmd_vendor,
             "collect": cmd_collect, "noise": cmd_noise, "retime-bundle": cmd_retime_bundle, "retime-report": cmd_retime_report, "report": cmd_report}[a.cmd](a)
 

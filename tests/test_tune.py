@@ -152,3 +152,14 @@ def test_retime_report(tmp_path):
     got = json.loads(open(out + ".json").read())
     assert got["runs"] == {"t__costpass__s0__t256": 1.5, "t__xgb__s0__t256": 2.0, "t__random__s0__t256": None}
     assert got["geomean_speedup"] == pytest.approx(2.0 / 1.5)
+
+
+def test_bench_missing_inputs(tmp_path, capsys):
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    assert B.main(["noise", "--db-dirs", str(tmp_path / "nope")]) == 2
+    assert B.main(["retime-report", "--bundle", str(tmp_path), "--records", str(tmp_path / "m.jsonl"),
+                   "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "m.jsonl" in err and not (tmp_path / "o.md").exists()
