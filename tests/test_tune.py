@@ -102,6 +102,12 @@ def test_bench_summary_arithmetic():
     assert a["torch_ms"] == 0.5 and a["zero_shot_ms"] == 3.0
     assert B._trials_to_reach([4.0, None, 1.0], 0.5) is None
     assert B._geomean([2.0, 8.0]) == pytest.approx(4.0)
+    # within the task's cross-run timing noise (3%) of XGBModel's best (2.5), costpass matches one trial sooner
+    runs[0]["history_ms"] = [4.0, 2.55, 2.45]
+    s = B.summarize(runs, noise={"a": {"median_abs_pct": 3.0}})
+    assert s["a"]["costpass_trials_to_match_xgb"] == [3]  # 2.45 <= 2.5 at trial 3
+    assert s["a"]["costpass_trials_to_match_xgb_within_noise"] == [2]  # 2.55 <= 2.5 * 1.03 at trial 2
+    assert B.summarize(runs)["a"]["costpass_trials_to_match_xgb_within_noise"] == []  # no noise given: not computed
 
 
 def test_history_in_commit_order(tmp_path):
@@ -134,24 +140,37 @@ def test_cross_run_noise(tmp_path, capsys):
 
 
 def test_retime_report(tmp_path):
-    """Re-timed bests: the fastest ok record over a run's top schedules, through same-source aliases."""
+    """Re-timed bests: the fastest ok record over a run's top schedules, through same-source aliases; a task
+    whose runs all ended on one kernel stays out of the mean; every schedule gets a row."""
     sys.path.insert(0, "benchmarks")
     import tune_bench as B
 
-    runs = {"t__costpass__s0__t256": [{"id": "a"}, {"id": "b"}], "t__xgb__s0__t256": [{"id": "c"}, {"id": "d"}],
-            "t__random__s0__t256": [{"id": "e"}]}
+    runs = {"t__costpass__s0__t256": [{"id": "a", "rank": 0, "tuning_ms": 1.0}, {"id": "b", "rank": 1, "tuning_ms": 1.2}],
+            "t__xgb__s0__t256": [{"id": "c", "rank": 0, "tuning_ms": 0.4}, {"id": "d", "rank": 1, "tuning_ms": 2.0}],
+            "t__random__s0__t256": [{"id": "e", "rank": 0}],
+            "u__costpass__s0__t256": [{"id": "f", "rank": 0}], "u__xgb__s0__t256": [{"id": "g", "rank": 0}]}
     (tmp_path / "runs.json").write_text(json.dumps(runs))
-    (tmp_path / "duplicates.jsonl").write_text(json.dumps({"id": "d", "same_source_as": "a"}) + "\n")
-    recs = [dict(workload="t", candidate_id="a", status="ok", median_ms=2.0),
+    dups = [{"id": "d", "same_source_as": "a"}, {"id": "g", "same_source_as": "f"}]
+    (tmp_path / "duplicates.jsonl").write_text("".join(json.dumps(d) + "\n" for d in dups))
+    recs = [dict(workload="t", candidate_id="a", status="ok", median_ms=2.0, correctness={"rel_l2": 1e-5, "ok": True}),
             dict(workload="t", candidate_id="b", status="ok", median_ms=1.5),
             dict(workload="t", candidate_id="c", status="wrong", median_ms=0.5),  # wrong output: not a best
-            dict(workload="t", candidate_id="e", status="run_error")]
+            dict(workload="t", candidate_id="e", status="run_error"),
+            dict(workload="u", candidate_id="f", status="ok", median_ms=3.0)]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     out = str(tmp_path / "rt")
     assert B.main(["retime-report", "--bundle", str(tmp_path), "--records", str(tmp_path / "m.jsonl"), "--out", out]) == 0
     got = json.loads(open(out + ".json").read())
-    assert got["runs"] == {"t__costpass__s0__t256": 1.5, "t__xgb__s0__t256": 2.0, "t__random__s0__t256": None}
-    assert got["geomean_speedup"] == pytest.approx(2.0 / 1.5)
+    assert got["runs"] == {"t__costpass__s0__t256": 1.5, "t__xgb__s0__t256": 2.0, "t__random__s0__t256": None,
+                           "u__costpass__s0__t256": 3.0, "u__xgb__s0__t256": 3.0}
+    assert got["geomean_speedup"] == pytest.approx(2.0 / 1.5)  # u: one kernel for both runs, left out
+    assert got["left_out"] == ["u"]
+    rows = {(r["run"], r["rank"]): r for r in got["schedules"]}
+    assert rows[("t__xgb__s0__t256", 1)]["kernel"] == "a" and rows[("t__xgb__s0__t256", 1)]["retimed_ms"] == 2.0
+    assert rows[("t__xgb__s0__t256", 0)]["status"] == "wrong" and rows[("t__xgb__s0__t256", 0)]["retimed_ms"] is None
+    assert rows[("t__costpass__s0__t256", 0)]["checked"] and not rows[("t__costpass__s0__t256", 1)]["checked"]
+    md = open(out + ".md").read()
+    assert "Wrong output: 1 schedule(s) (t__xgb__s0__t256 #0)" in md and "| t__costpass__s0__t256 | 0 | a | 1.0000 | 2.0000 | 2.00 | ok |" in md
 
 
 def test_bench_missing_inputs(tmp_path, capsys):
