@@ -79,6 +79,10 @@ def _gpu_info() -> dict:
 # one tuning run (a subprocess of `run`)
 # ---------------------------------------------------------------------------------------------------
 
+CHECK_HELP = ("compare each candidate's output with the workload's reference kernel before timing it; a wrong one "
+              "fails (off by default: the runs of 2026-11-23/24 did not check, and a protocol stays one protocol)")
+
+
 def cmd_one(a) -> int:
     import logging
 
@@ -93,10 +97,12 @@ def cmd_one(a) -> int:
     cfg = T.TuneConfig(workload=a.task, work_dir=a.work_dir, gpu=a.gpu, cost_model=a.model, trials=a.trials,
                        trials_per_iter=a.per_iter, seed=a.seed, model_path=model_path, num_cores=a.cores,
                        population=a.population)
-    res = T.tune(cfg, ms_gpu.gpu_builder(max_workers=a.build_workers), ms_gpu.gpu_runner())
+    check = ms_gpu.output_check(a.task, a.work_dir) if a.check_outputs else None
+    res = T.tune(cfg, ms_gpu.gpu_builder(max_workers=a.build_workers), ms_gpu.gpu_runner(check=check))
     out = res.to_json()
     out.update(gpu_info=_gpu_info(), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               costpass_commit=a.commit, per_iter=a.per_iter, cores=a.cores, population=a.population)
+               costpass_commit=a.commit, per_iter=a.per_iter, cores=a.cores, population=a.population,
+               outputs_checked=bool(a.check_outputs))
     tmp = a.out + ".part"
     with open(tmp, "w") as f:
         json.dump(out, f)
@@ -164,7 +170,8 @@ def cmd_run(a) -> int:
         cmd = [sys.executable, str(Path(__file__).resolve()), "one", "--task", t, "--model", m, "--seed", str(s),
                "--trials", str(a.trials), "--per-iter", str(a.per_iter), "--work-dir", str(wd), "--out", str(dest),
                "--gpu", a.gpu, "--cores", str(cores), "--build-workers", str(a.build_workers),
-               "--commit", a.commit, "--population", str(a.population)] + (["--model-dir", a.model_dir] if a.model_dir else [])
+               "--commit", a.commit, "--population", str(a.population)] + (["--model-dir", a.model_dir] if a.model_dir else []) \
+            + (["--check-outputs"] if a.check_outputs else [])
         left = max(30, a.budget_s + a.grace_s - (time.time() - t_start))
         t0 = time.time()
         with open(out / "runs" / f"{rid}.log", "w") as log:
@@ -701,7 +708,9 @@ def main(argv=None) -> int:
     for k, d in (("--seed", 0), ("--trials", 64), ("--per-iter", 32), ("--cores", 4), ("--build-workers", 4),
                  ("--population", 512)):
         o.add_argument(k, type=int, default=d)
+    o.add_argument("--check-outputs", action="store_true", help=CHECK_HELP)
     r = sub.add_parser("run")
+    r.add_argument("--check-outputs", action="store_true", help=CHECK_HELP)
     r.add_argument("--tasks", default=DEFAULT_TASKS)
     r.add_argument("--models", default="costpass,xgb,random")
     r.add_argument("--seeds", default="0")

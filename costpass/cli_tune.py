@@ -8,6 +8,8 @@ costpass/measure/ms_gpu.py); rpc: MetaSchedule's RPCRunner through a TVM RPC tra
 HOST:PORT --key KEY); model: zero-shot, no GPU: costpass's predicted time stands in for each measurement
 and the best record is the schedule costpass picks with nothing measured. The MetaSchedule database in
 --work-dir keeps every trial: a second call with the same --work-dir resumes and only runs what is left.
+The local runner compares each candidate's output with the workload's reference kernel before timing it
+and records a wrong one as failed (--no-check-outputs turns that off).
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ def _add(sub):
     p.add_argument("--tracker", default=None, help="HOST:PORT of a TVM RPC tracker (--runner rpc)")
     p.add_argument("--key", default=None, help="device key at the tracker (--runner rpc)")
     p.add_argument("--population", type=int, default=512)
+    p.add_argument("--no-check-outputs", action="store_true",
+                   help="--runner local: time candidates without comparing their output with the reference kernel")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -51,7 +55,8 @@ def _builder_runner(args):
         rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=args.key,
                                   session_timeout_sec=120)
         return ms_gpu.gpu_builder(), ms.runner.RPCRunner(rpc_config=rpc)
-    return ms_gpu.gpu_builder(), ms_gpu.gpu_runner()
+    check = None if args.no_check_outputs else ms_gpu.output_check(args.workload, args.work_dir)
+    return ms_gpu.gpu_builder(), ms_gpu.gpu_runner(check=check)
 
 
 def _run(args) -> int:

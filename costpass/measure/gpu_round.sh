@@ -4,6 +4,7 @@
 # Unpacks the snapshot, compiles missing cubins with 16 nvcc, measures every candidate (gpu_run.py),
 # profiles NCU_FIRST candidates per workload with Nsight Compute (ncu.py), optionally re-measures the ids
 # in NOISE_IDS_FILE in a separate run, and returns records, counters, logs and the cubins under $OUT.
+# env GPU_RUN_EXTRA: more gpu_run.py options (e.g. --check-all for a re-timing bundle).
 set -u
 SNAP=$1; TAG=$2; BUDGET=$3; NCU_FIRST=$4; NCU_BUDGET=$5; NOISE=${6:-}; MAIN=${7:-}
 MAIN_ARG=""; [ -n "$MAIN" ] && MAIN_ARG="--ids $MAIN"
@@ -15,7 +16,7 @@ t0=$(date +%s)
 bash costpass/measure/compile_missing.sh "$B" 16
 echo "compile took $(( $(date +%s) - t0 )) s"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem,pstate,temperature.gpu,power.draw --format=csv >$OUT/gpu.txt; cat $OUT/gpu.txt
-timeout $((BUDGET + 60)) python3 costpass/measure/gpu_run.py --bundle "$B" --out $OUT/measure.jsonl --budget-s $BUDGET --tag $TAG $MAIN_ARG >$OUT/gpu_run.log 2>&1
+timeout $((BUDGET + 60)) python3 costpass/measure/gpu_run.py --bundle "$B" --out $OUT/measure.jsonl --budget-s $BUDGET --tag $TAG $MAIN_ARG ${GPU_RUN_EXTRA:-} >$OUT/gpu_run.log 2>&1
 echo "gpu_run rc=$?"; tail -6 $OUT/gpu_run.log
 if [ -n "$NOISE" ]; then
   timeout 120 python3 costpass/measure/gpu_run.py --bundle "$B" --out $OUT/noise.jsonl --ids "$NOISE" --budget-s 60 --tag ${TAG}_noise >$OUT/noise.log 2>&1
