@@ -132,3 +132,16 @@ def test_dlight_no_rule_gives_nothing(monkeypatch):
     monkeypatch.setattr(C, "dlight_rules", lambda: [])
     assert C.dlight_candidates("gemv_fp32_4096", TARGET) == []
     assert C.dlight_schedule("gemv_fp32_4096", TARGET)[2] == "no DLight rule applies"
+
+
+def test_dlight_matmul_uses_tensor_cores_on_sm_90a():
+    """TVM 0.27's DLight Matmul reads "sm_90a" as no SM version and stays on SIMT cores; costpass's rule list
+    hands it the arch without the suffix, so an fp16 GEMM is tensorized (wmma) and still builds for sm_90a."""
+    import tvm
+
+    rule, sch, _ = C.dlight_schedule("gemm_fp16_1024", TARGET)
+    assert rule == "Matmul" and sch is not None
+    src = B.build_module(tvm.IRModule({"main": sch.mod["main"]}), TARGET).imports[0].inspect_source()
+    assert "wmma::mma_sync" in src
+    _, sch32, _ = C.dlight_schedule("gemm_fp32_1024", TARGET)  # fp32 has no tensor-core path here
+    assert "wmma" not in B.build_module(tvm.IRModule({"main": sch32.mod["main"]}), TARGET).imports[0].inspect_source()
