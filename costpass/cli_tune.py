@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .cli import CLIError, load_gpus
+from .cli import CLIError, _first_line, load_gpus
 
 
 def _add(sub):
@@ -55,7 +55,13 @@ def _builder_runner(args):
         rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=args.key,
                                   session_timeout_sec=120)
         return ms_gpu.gpu_builder(), ms.runner.RPCRunner(rpc_config=rpc)
-    check = None if args.no_check_outputs else ms_gpu.output_check(args.workload, args.work_dir)
+    check = None
+    if not args.no_check_outputs:
+        try:
+            check = ms_gpu.output_check(args.workload, args.work_dir)
+        except Exception as err:  # noqa: BLE001  (a reference that does not build, a work dir not writable)
+            raise CLIError(f"cannot build the reference kernel of {args.workload} for the output check: "
+                           f"{type(err).__name__}: {_first_line(err)} (--no-check-outputs tunes without it)") from None
     return ms_gpu.gpu_builder(), ms_gpu.gpu_runner(check=check)
 
 

@@ -182,3 +182,13 @@ def test_bench_missing_inputs(tmp_path, capsys):
                    "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and "m.jsonl" in err and not (tmp_path / "o.md").exists()
+
+
+def test_cli_output_check_error_is_one_line(tmp_path):
+    """A work dir that cannot hold the reference kernel: one line, exit 2, and the way around it named."""
+    bad = tmp_path / "a_file"
+    bad.write_text("x")
+    p = subprocess.run([sys.executable, "-m", "costpass", "tune", "silu_mul_14336_fp16", "--work-dir", str(bad)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "output check" in p.stderr and "--no-check-outputs" in p.stderr and bad.read_text() == "x"
