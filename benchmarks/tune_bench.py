@@ -436,11 +436,11 @@ def retimed_schedules(runs: dict, duplicates: list, records: list) -> list:
     return rows
 
 
-def retimed_bests(runs: dict, duplicates: list, records: list) -> dict:
-    """Per run: the fastest re-timed median (ms) over its top schedules, or None. Only status ok counts (a
-    kernel whose output was wrong is no best)."""
+def retimed_bests(runs: dict, rows: list) -> dict:
+    """Per run: the fastest re-timed median (ms) over its top schedules (``rows`` of
+    :func:`retimed_schedules`), or None. Only status ok counts (a kernel whose output was wrong is no best)."""
     out = {rid: None for rid in runs}
-    for row in retimed_schedules(runs, duplicates, records):
+    for row in rows:
         v = row["retimed_ms"]
         if v is not None and (out[row["run"]] is None or v < out[row["run"]]):
             out[row["run"]] = v
@@ -457,8 +457,8 @@ def cmd_retime_report(a) -> int:
     runs = json.loads((bundle / "runs.json").read_text())
     dup_path = bundle / "duplicates.jsonl"
     dups = [json.loads(x) for x in dup_path.read_text().splitlines() if x.strip()] if dup_path.exists() else []
-    recs = R.read_records(a.records)
-    rows, best = retimed_schedules(runs, dups, recs), retimed_bests(runs, dups, recs)
+    rows = retimed_schedules(runs, dups, R.read_records(a.records))
+    best = retimed_bests(runs, rows)
     table, kernels = {}, {}
     for rid, v in best.items():
         task, model, seed, _trials = _parse_run_id(rid)
