@@ -767,8 +767,8 @@ def main(argv=None) -> int:
     p.add_argument("--noise", help="output of `noise` (per-task cross-run timing noise): adds trials-to-match within it")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tune_bench"))
     a = ap.parse_args(argv)
-    must_exist = list(getattr(a, "db_dirs", None) or []) + [getattr(a, k) for k in ("bundle", "records", "runs")
-                                                           if getattr(a, k, None)]
+    must_exist = list(getattr(a, "db_dirs", None) or []) + [getattr(a, k) for k in ("bundle", "records", "runs", "vendor", "zero_shot", "noise")
+                                                           if isinstance(getattr(a, k, None), str)]  # run --vendor: a flag
     missing = [p for p in must_exist if not Path(p).exists()]
     if missing:
         print(f"tune_bench {a.cmd}: error: not found: {', '.join(missing)}", file=sys.stderr)

@@ -182,6 +182,10 @@ def test_bench_missing_inputs(tmp_path, capsys):
                    "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and "m.jsonl" in err and not (tmp_path / "o.md").exists()
+    (tmp_path / "runs").mkdir()
+    assert B.main(["report", "--runs", str(tmp_path / "runs"), "--noise", str(tmp_path / "noise.json"),
+                   "--out", str(tmp_path / "o")]) == 2
+    assert "noise.json" in capsys.readouterr().err and not (tmp_path / "o.md").exists()
 
 
 def test_cli_output_check_error_is_one_line(tmp_path):
