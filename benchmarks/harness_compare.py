@@ -1,4 +1,4 @@
-"""Same kernels, two harnesses: why re-timed tuning bests differ from their tuning-time latencies
+"""Same kernels, several harnesses: why re-timed tuning bests differ from their tuning-time latencies
 (benchmarks/results/tune_bench_256_retimed.md: the prefill GEMM kernels of costpass and random read 1.5x
 slower under gpu_run.py than under MetaSchedule's runner, XGBModel's 0.92x).
 
@@ -8,7 +8,12 @@ each timed two ways (gpu_run.py's CUDA events around each launch behind a spin; 
 number 3, repeat 5, min_repeat_ms 20, the tuning runs' runner config). Needs the full TVM wheel
 (``time_evaluator`` reaches for ``tvm.target``) and torch. Writes one JSON line per (kernel, fill).
 
-    python3 benchmarks/harness_compare.py --bundle DIR --out rows.jsonl [--ids a,b,...]
+Two more rows per kernel narrow down the rest: ``tvm_alloc`` (arguments allocated by TVM, not torch, filled
+by ``random_fill_for_measure``, timed both ways in this process) and ``ms_runner`` (the bundle's library run
+through the tuning runs' own runner, ``costpass.measure.ms_gpu.gpu_runner``: MetaSchedule's ``LocalRunner``
+in its popen worker, allocating and filling as MetaSchedule does; its cubins come from the bundle).
+
+    python3 benchmarks/harness_compare.py --bundle DIR --out rows.jsonl [--ids a,b,...] [--no-runner]
 """
 from __future__ import annotations
 
@@ -53,6 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--ids", default="", help="comma-separated candidate ids (default: all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-runner", action="store_true", help="leave out the ms_runner rows")
     a = ap.parse_args(argv)
 
     import torch
@@ -91,12 +97,71 @@ def main(argv=None) -> int:
                 row = {**row0, "fill": kind, "events_ms": statistics.median(res["times"]), "events_n": len(res["times"]),
                        "evaluator_ms": statistics.median(te), "evaluator_runs_ms": te,
                        "evaluator_wall_s": round(time.perf_counter() - t0, 3)}
-                out.write(json.dumps(row) + "\n")
-                out.flush()
-                print(f"{e['id']} {e['workload']:26s} {kind:12s} events {row['events_ms']*1e3:8.1f} us  "
-                      f"evaluator {row['evaluator_ms']*1e3:8.1f} us", flush=True)
+                _emit(out, row)
+            try:
+                _emit(out, {**row0, **tvm_alloc_row(fn, ev, e["arg_specs"], dev)})
+            except Exception as ex:  # noqa: BLE001
+                _emit(out, {**row0, "fill": "tvm_alloc", "error": f"{type(ex).__name__}: {ex}"[:500]})
             del mod, fn
+        if not a.no_runner:
+            try:
+                rows = runner_rows(a.bundle, entries, clocks)
+            except Exception as ex:  # noqa: BLE001
+                rows = [{"id": "-", "workload": "-", "fill": "ms_runner", "error": f"{type(ex).__name__}: {ex}"[:500]}]
+            for row in rows:
+                _emit(out, row)
     return 0
+
+
+def _emit(out, row: dict):
+    out.write(json.dumps(row) + "\n")
+    out.flush()
+    show = "  ".join(f"{k[:-3]} {row[k]*1e3:8.1f} us" for k in ("events_ms", "evaluator_ms", "runner_ms")
+                     if row.get(k) is not None)
+    print(f"{row['id']} {row['workload']:26s} {row['fill']:12s} {show or row.get('error', '')}", flush=True)
+
+
+def tvm_alloc_row(fn, ev, arg_specs, dev) -> dict:
+    """Arguments allocated by TVM (``tvm.runtime.empty``) and filled by ``random_fill_for_measure``, as the
+    LocalRunner does, timed by events and by the evaluator in this process."""
+    import tvm
+
+    f_measure = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure")
+    args = [tvm.runtime.empty(tuple(int(s) for s in sh), dt, dev) for sh, dt in arg_specs]
+    for x in args:
+        f_measure(x)
+    dev.sync()
+    fn(*args)
+    dev.sync()
+    res = G.time_fn(fn, args)
+    te = [x * 1e3 for x in ev(*args).results]
+    return {"fill": "tvm_alloc", "events_ms": statistics.median(res["times"]), "events_n": len(res["times"]),
+            "evaluator_ms": statistics.median(te), "evaluator_runs_ms": te}
+
+
+def runner_rows(bundle: str, entries: list, clocks: dict) -> list:
+    """Every kernel through the tuning runs' runner (one ``LocalRunner`` batch, as a search iteration is):
+    MetaSchedule's evaluator with number 3, repeat 5, min_repeat_ms 20 in the runner's worker process."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from costpass.measure import ms_gpu
+
+    os.environ[ms_gpu.CACHE_ENV] = os.path.join(bundle, "cubins")
+    runner = ms_gpu.gpu_runner()
+    inputs = [ms.runner.RunnerInput(os.path.abspath(G.entry_lib(bundle, e)), "cuda",
+                                    [ms.arg_info.TensorInfo(dt, [int(s) for s in sh]) for sh, dt in e["arg_specs"]])
+              for e in entries]
+    rows = []
+    for e, fut in zip(entries, runner.run(inputs)):
+        r = fut.result()
+        row = {"id": e["id"], "workload": e["workload"], "origin": e.get("origin"), "clocks": clocks, "fill": "ms_runner"}
+        if r.error_msg:
+            row["error"] = str(r.error_msg)[:500]
+        else:
+            secs = [float(x) * 1e3 for x in r.run_secs]
+            row.update(runner_ms=statistics.median(secs), runner_runs_ms=secs)
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":

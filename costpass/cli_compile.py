@@ -13,6 +13,7 @@ See docs/compile.md.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -50,6 +51,9 @@ def _add_compile(sub):
                         "'none': the analytical estimate)")
     p.add_argument("--keep-tuned", action="store_true",
                    help="use the tuned schedule even where DLight's is predicted faster")
+    p.add_argument("--check-outputs", action=argparse.BooleanOptionalAction, default=None,
+                   help="run each tuned kernel and DLight's schedule of it on this machine's GPU on the same "
+                        "inputs; where the outputs differ, use DLight's (default: on with --runner local)")
     p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     p.add_argument("--plot", default=None, help="bar chart of the per-kernel predictions (PNG)")
     p.add_argument("-v", "--verbose", action="store_true", help="MetaSchedule's progress on stderr")
@@ -86,7 +90,8 @@ def _run_compile(args) -> int:
                             builder_workers=args.builder_workers, verbose=args.verbose)
         report = C.compile_model(model, gpus, runner=args.runner, trials=args.trials, work_dir=args.work_dir,
                                  output=args.output, options=opt, model_path=args.model_path,
-                                 keep_faster_default=not args.keep_tuned, log=log)
+                                 keep_faster_default=not args.keep_tuned, check_outputs=args.check_outputs,
+                                 log=log)
     except C.CompileError as err:
         raise CLIError(_first_line(err)) from None
     if args.json:

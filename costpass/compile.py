@@ -86,7 +86,8 @@ class KernelEntry:
     calls: int
     first_call: int               # index of its first call among all calls (execution order)
     origin: str                   # "tuned" (MetaSchedule record) | "default" (DLight: no record) |
-                                  # "default-faster" (DLight: predicted faster than the tuned record)
+                                  # "default-faster" (DLight: predicted faster than the tuned record) |
+                                  # "default-wrong" (DLight: the tuned record's output was wrong on the GPU)
     device_kernels: list          # names of its GPU kernels (launch order within one call)
     record_us: float | None       # run time in the tuning record (None for "default")
     record_kind: str | None       # "measured" (runner local, on tuned_for) | "predicted" (runner none)
@@ -111,6 +112,7 @@ class CompileReport:
     notes: list = field(default_factory=list)
     created: str = ""
     schema: str = SCHEMA
+    checks: dict = field(default_factory=dict)   # tuned PrimFunc -> output check on the GPU (check_kernels)
 
     def to_dict(self) -> dict:
         return _clean(asdict(self))
@@ -589,6 +591,7 @@ class Built:
     lowered: object               # IRModule the VM code is generated from (main calls the PrimFuncs)
     tuned: set                    # PrimFunc names scheduled from the database
     kept_default: dict = field(default_factory=dict)   # name -> (tuned µs, default µs) predicted: DLight kept
+    wrong: dict = field(default_factory=dict)   # name -> rel. L2 error of the tuned schedule: DLight used instead
 
 
 def _deep_copy(mod):
@@ -692,6 +695,89 @@ def export(built: Built, path: str) -> str:
     return path
 
 
+def written_params(func) -> list:
+    """Indices of the PrimFunc's parameters whose buffers its body stores into: its outputs."""
+    stored, todo = [], [func.body]
+    while todo:
+        node = todo.pop()
+        if node is None:
+            continue
+        if type(node).__name__ == "BufferStore":
+            stored.append(node.buffer)
+        todo.extend(getattr(node, "seq", None) or ())
+        todo.extend(getattr(node, f, None) for f in ("body", "block", "init", "then_case", "else_case"))
+    return [i for i, p in enumerate(func.params) if any(b.same_as(p) for b in stored)]
+
+
+def _arg_specs(func):
+    """[(shape, dtype)] of the PrimFunc's parameters; None when one is not a buffer of static shape."""
+    import tvm
+    specs = []
+    for p in func.params:
+        shape = getattr(p, "shape", None)
+        if shape is None or not all(isinstance(x, tvm.tirx.IntImm) for x in shape):
+            return None
+        specs.append((tuple(int(x) for x in shape), str(p.dtype)))
+    return specs
+
+
+def _load_built(func, target, tmp: str, tag: str):
+    """Build one PrimFunc as a library of its own, export it and load it back (CUDA kernels are compiled when
+    the library is loaded, through ``tvm_callback_cuda_compile``)."""
+    import tvm
+    from .measure.build import build_module
+    path = os.path.join(tmp, f"{tag}.so")
+    build_module(_kernel_module(func), target).export_library(path)
+    return tvm.runtime.load_module(path)
+
+
+def check_kernel(func, ref_func, target, device, seed: int = 0):
+    """Rel. L2 error of ``func``'s outputs against ``ref_func``'s (same PrimFunc, scheduled differently), both
+    built for ``target`` and run on ``device`` on the same random inputs (outputs start as NaN, so an element
+    left unwritten counts; :func:`costpass.measure.ms_gpu.output_error`). None when it cannot be checked
+    (dynamic shapes, no output, a dtype numpy cannot fill). Returns (error, tolerance)."""
+    import collections
+    import tempfile
+    from .measure.gpu_run import tolerance
+    from .measure.ms_gpu import output_error
+
+    specs = _arg_specs(func)
+    outputs = written_params(ref_func)
+    if specs is None or not outputs:
+        return None, None
+    Arg = collections.namedtuple("Arg", "shape dtype")
+    with tempfile.TemporaryDirectory() as tmp:
+        mod = _load_built(func, target, tmp, "tuned")
+        ref = _load_built(ref_func, target, tmp, "reference")
+        err = output_error(mod, ref, [Arg(sh, dt) for sh, dt in specs], outputs, device, seed)
+    return err, tolerance([[list(sh), dt] for sh, dt in specs], outputs)
+
+
+def check_kernels(built: Built, prepared, target, device, seed: int = 0, log=None) -> dict:
+    """Check every tuned PrimFunc of ``built`` against DLight's schedule of the same PrimFunc of ``prepared``
+    (the schedule the library has without tuning) on ``device``. MetaSchedule never looks at outputs, and its
+    bests can be wrong (seen: benchmarks/results/tune_bench_256_retimed.md). Returns
+    ``{name: {"rel_l2": err, "tol": tol, "ok": bool | None}}`` (ok None: not checkable)."""
+    import tvm
+    log = log or (lambda msg: None)
+    funcs = {gv.name_hint: f for gv, f in built.scheduled.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+    out = {}
+    for name in sorted(built.tuned):
+        with target:
+            ref = _dlight()(_deep_copy(tvm.IRModule({"main": prepared[name]})))["main"]
+        try:
+            err, tol = check_kernel(funcs[name], ref, target, device, seed)
+        except Exception as ex:  # noqa: BLE001 - a kernel that cannot run is as unusable as a wrong one
+            out[name] = {"rel_l2": None, "tol": None, "ok": False, "error": _first_line(ex)}
+            log(f"checked {name}: failed to run ({_first_line(ex)})")
+            continue
+        ok = None if err is None else bool(err <= tol)
+        out[name] = {"rel_l2": err, "tol": tol, "ok": ok}
+        log(f"checked {name}: rel. L2 error {err if err is not None else 'n/a'}"
+            + ("" if ok is not False else " WRONG"))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------
 # 4. per-kernel diagnosis
 # ------------------------------------------------------------------------------------------------------
@@ -774,8 +860,9 @@ def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, 
                 hint=hints[0]["message"] if hints else None, hints=hints))
         entries.append(KernelEntry(
             name=name, calls=counts[name], first_call=calls.index(name),
-            origin="tuned" if name in built.tuned else ("default-faster" if name in built.kept_default
-                                                        else "default"),
+            origin="tuned" if name in built.tuned else (
+                "default-wrong" if name in built.wrong else
+                "default-faster" if name in built.kept_default else "default"),
             device_kernels=[d.name for d in ds],
             record_us=None, record_kind=None, per_gpu=per))
         log(f"analysed {name}")
@@ -810,12 +897,37 @@ def _best_record_us(db, task_mod, target, name) -> float | None:
 # The whole thing
 # ------------------------------------------------------------------------------------------------------
 
+def _checked(built: Built, prepared, target, db, predictor, gpu, log) -> tuple:
+    """(built, checks): the tuned kernels checked on this machine's GPU; rebuilt with DLight's schedule for
+    the wrong ones."""
+    import tvm
+    from .measure import ms_gpu
+    if not has_cuda_gpu():
+        raise CompileError("checking outputs needs a CUDA GPU on this machine and none was found "
+                           "(--no-check-outputs builds without checking)")
+    os.environ[ms_gpu.ARCH_ENV] = gpu.arch
+    ms_gpu.setup_cuda_compile()
+    log(f"checking the outputs of {len(built.tuned)} tuned kernels against DLight's schedules")
+    checks = check_kernels(built, prepared, target, tvm.cuda(0), log=log)
+    wrong = {n: c["rel_l2"] for n, c in checks.items() if c["ok"] is False}
+    if wrong:
+        built = build(prepared, target, db, predictor, use_default=tuple(wrong))
+        for n in wrong:
+            built.kept_default.pop(n, None)
+        built.tuned -= set(wrong)
+        built.wrong = wrong
+    return built, checks
+
+
 def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", trials: int = 64,
                   work_dir: str | None = None, output: str | None = None, options: TuneOptions | None = None,
-                  model_path: str | None = None, keep_faster_default: bool = True, log=None) -> CompileReport:
+                  model_path: str | None = None, keep_faster_default: bool = True, check_outputs: bool | None = None,
+                  log=None) -> CompileReport:
     """Tune (``trials`` > 0), build and diagnose ``model`` for ``gpus`` (the first one is tuned for; the
     others are predicted with the same schedules). ``output``: write the library there and the report next
-    to it (``<output>.json``, which ``costpass/measure/run_relax.py`` reads)."""
+    to it (``<output>.json``, which ``costpass/measure/run_relax.py`` reads). ``check_outputs`` (default: when
+    ``runner`` is "local", i.e. a GPU is here): run every tuned kernel and DLight's schedule of it on the GPU on
+    the same inputs and use DLight's wherever the tuned one's output differs (:func:`check_kernels`)."""
     if isinstance(model, str):
         model = load_model(model)
     gpus = load_gpus(gpus)
@@ -852,14 +964,21 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
         except (OSError, ValueError):
             used_runner = "unknown"
     log("building")
-    built = build(prepared, target, db, Predictor(g0, target, model_path) if (db is not None and keep_faster_default)
-                  else None)
+    predictor = Predictor(g0, target, model_path) if (db is not None and keep_faster_default) else None
+    built = build(prepared, target, db, predictor)
+    checks = {}
+    if (runner == "local" if check_outputs is None else check_outputs) and built.tuned:
+        built, checks = _checked(built, prepared, target, db, predictor, g0, log)
+        wrong = [n for n, c in checks.items() if c["ok"] is False]
+        if wrong:
+            notes.append(f"default!: the tuned schedule of {len(wrong)} kernels gave wrong output on this GPU "
+                         f"({', '.join(wrong)}): DLight's schedule is used instead")
     lib = export(built, output) if output else None
     entries, totals = diagnose_kernels(built, gpus, target, model_path, log)
     if db is not None:
         by_name = {t.task_name: t.dispatched[0] for t in tasks}
         for e in entries:
-            if e.origin in ("tuned", "default-faster") and e.name in by_name:
+            if e.origin in ("tuned", "default-faster", "default-wrong") and e.name in by_name:
                 e.record_us = _best_record_us(db, by_name[e.name], target, e.name)
                 e.record_kind = ("measured" if runner == "local" else "predicted") if e.record_us else None
     n_default = sum(1 for e in entries if e.origin == "default")
@@ -881,7 +1000,7 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
         gpus=[g.name for g in gpus], tuned_for=g0.name, runner=runner if trials > 0 else used_runner,
         trials=int(trials), tuning=summary, library=os.path.abspath(lib) if lib else None, kernels=entries,
         totals=totals, arg_specs=model.arg_specs, meta=dict(model.meta, work_dir=work_dir), notes=notes,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), checks=checks)
     if output:
         with open(output + ".json", "w") as f:
             json.dump(report.to_dict(), f, indent=1)
@@ -955,7 +1074,7 @@ def render_text(report: CompileReport, width: int = 120, hints: bool = True) -> 
         head += [f"{g} /call", "share", "bound", "of ceil"]
     rows = []
     for i, e in enumerate(r.kernels, 1):
-        row = [str(i), e.name, str(e.calls), {"default-faster": "default*"}.get(e.origin, e.origin)]
+        row = [str(i), e.name, str(e.calls), {"default-faster": "default*", "default-wrong": "default!"}.get(e.origin, e.origin)]
         for p in e.per_gpu:
             row += [_us(p.predicted_us), f"{p.share:.1%}", Dg.SHORT_LABEL.get(p.bottleneck, p.bottleneck),
                     f"{p.fraction_of_ceiling:.0%}" if math.isfinite(p.fraction_of_ceiling) else "-"]

@@ -245,3 +245,49 @@ def test_cli_local_runner_without_gpu(tmp_path, capsys):
                str(tmp_path / "w"), "-q"])
     err = capsys.readouterr().err
     assert rc == 2 and "needs a CUDA GPU" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output check of the tuned kernels (on the CPU with LLVM here; on the GPU with --runner local)
+# ---------------------------------------------------------------------------------------------------------
+
+def _axpy(sign: float):
+    import tvm
+    from tvm import te
+    a, b = te.placeholder((64,), "float32", "a"), te.placeholder((64,), "float32", "b")
+    c = te.compute((64,), lambda i: a[i] + tvm.tirx.const(sign, "float32") * b[i], name="c")
+    return te.create_prim_func([a, b, c])
+
+
+def test_check_kernel_finds_a_wrong_schedule():
+    import tvm
+    llvm, cpu = tvm.target.Target("llvm"), tvm.cpu()
+    good, bad = _axpy(1.0), _axpy(-1.0)
+    assert C.written_params(good) == [2]
+    err, tol = C.check_kernel(good, _axpy(1.0), llvm, cpu)
+    assert err == 0.0 and tol == 1e-3  # fp32
+    err, _ = C.check_kernel(bad, good, llvm, cpu)
+    assert err == pytest.approx(math.sqrt(2), rel=0.3)  # |2b| / |a + b| on N(0, 0.25) data
+
+
+def test_check_kernels_names_the_wrong_tuned_kernel():
+    """check_kernels compares each tuned PrimFunc with DLight's schedule of the unscheduled one (on LLVM DLight
+    leaves it as it is); only tuned PrimFuncs are checked."""
+    import tvm
+    built = C.Built(executable=None, scheduled=tvm.IRModule({"f_ok": _axpy(1.0), "f_bad": _axpy(-1.0),
+                                                             "f_default": _axpy(-1.0)}),
+                    lowered=None, tuned={"f_ok", "f_bad"})
+    prepared = tvm.IRModule({"f_ok": _axpy(1.0), "f_bad": _axpy(1.0), "f_default": _axpy(1.0)})
+    got = C.check_kernels(built, prepared, tvm.target.Target("llvm"), tvm.cpu())
+    assert set(got) == {"f_ok", "f_bad"}
+    assert got["f_ok"]["ok"] is True and got["f_ok"]["rel_l2"] == 0.0
+    assert got["f_bad"]["ok"] is False and got["f_bad"]["rel_l2"] > 1.0
+
+
+def test_cli_check_outputs_needs_a_gpu(compiled, capsys):
+    if C.has_cuda_gpu():
+        pytest.skip("this machine has a GPU")
+    rc = main(["compile", "--config", "tiny", "--kv", "64", "--trials", "0", "--work-dir", compiled["work"],
+               "--keep-tuned", "--check-outputs", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "checking outputs needs a CUDA GPU" in err and err.count("\n") == 1

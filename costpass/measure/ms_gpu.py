@@ -70,9 +70,10 @@ def _builder_init():
     preload_tensor_intrinsics()
 
 
-def _runner_init():
-    """Register the nvcc compile callback; with runtime-only TVM (no ``libtvm_compiler.so``) load TVM's CUDA
-    runtime first, globally, so that libraries holding CUDA source can be loaded."""
+def setup_cuda_compile():
+    """Register the nvcc compile callback (:func:`cubin_for`); with runtime-only TVM (no
+    ``libtvm_compiler.so``) load TVM's CUDA runtime first, globally, so that libraries holding CUDA source
+    can be loaded. The runner's worker initializer; call it before loading such a library in-process."""
     import ctypes
 
     import tvm
@@ -230,4 +231,4 @@ def gpu_runner(timeout_sec: float = 60.0, number: int = 3, repeat: int = 5, min_
                                     enable_cpu_cache_flush=False)
     f_eval = functools.partial(locked_run_evaluator, check=check) if check is not None else locked_run_evaluator
     return ms.runner.LocalRunner(timeout_sec=timeout_sec, evaluator_config=cfg,
-                                 f_run_evaluator=f_eval, initializer=_runner_init)
+                                 f_run_evaluator=f_eval, initializer=setup_cuda_compile)

@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     major, minor = torch.cuda.get_device_capability()
     arch = f"sm_{major}{minor}" + ("a" if major == 9 else "")
     os.environ.setdefault(ms_gpu.ARCH_ENV, arch)
-    ms_gpu._runner_init()          # tvm_callback_cuda_compile -> nvcc cubin, cached by source hash
+    ms_gpu.setup_cuda_compile()    # tvm_callback_cuda_compile -> nvcc cubin, cached by source hash
 
     dev = tvm.cuda(0)
     vm = VirtualMachine(tvm.runtime.load_module(args.library), dev)
