@@ -14,6 +14,10 @@ through the tuning runs' own runner, ``costpass.measure.ms_gpu.gpu_runner``: Met
 in its popen worker, allocating and filling as MetaSchedule does; its cubins come from the bundle).
 
     python3 benchmarks/harness_compare.py --bundle DIR --out rows.jsonl [--ids a,b,...] [--no-runner]
+
+Here, without a GPU: one row per kernel, its tuning-time latency beside every harness's, as Markdown and JSON:
+
+    python3 benchmarks/harness_compare.py summarize --rows rows.jsonl --runs BUNDLE/runs.json --out PREFIX
 """
 from __future__ import annotations
 
@@ -164,5 +168,74 @@ def runner_rows(bundle: str, entries: list, clocks: dict) -> list:
     return rows
 
 
+HARNESSES = (("events", "randn", "events_ms"), ("evaluator", "randn", "evaluator_ms"),
+             ("evaluator, TVM fill", "tvm_measure", "evaluator_ms"), ("evaluator, zeros", "zeros", "evaluator_ms"),
+             ("evaluator, TVM-allocated", "tvm_alloc", "evaluator_ms"), ("MetaSchedule runner", "ms_runner", "runner_ms"))
+
+
+def summarize(rows: list, runs: dict) -> list:
+    """One dict per kernel: its runs, its fastest tuning-time latency among them, and each harness's (ms)."""
+    tuned = {}
+    for run, items in runs.items():
+        for it in items:
+            t = tuned.setdefault(it["id"], {"runs": [], "tuning_ms": it["tuning_ms"]})
+            t["runs"].append(run)
+            t["tuning_ms"] = min(t["tuning_ms"], it["tuning_ms"])
+    by = {}
+    for r in rows:
+        if r.get("error") or r["id"] not in tuned:
+            continue
+        k = by.setdefault(r["id"], {"id": r["id"], "workload": r["workload"], **tuned[r["id"]]})
+        for name, fill, key in HARNESSES:
+            if r.get("fill") == fill and r.get(key) is not None:
+                k[name] = r[key]
+    return sorted(by.values(), key=lambda k: (k["workload"], k["tuning_ms"]))
+
+
+def render_md(kernels: list, preamble: str = "") -> str:
+    import math
+
+    names = [n for n, _, _ in HARNESSES]
+    head = "| task | kernel | runs | tuning | " + " | ".join(names) + " | runner / tuning |"
+    lines = [preamble.rstrip() + "\n" if preamble else "", "Latencies in µs.\n", head,
+             "|---|---|---|" + "---:|" * (len(names) + 2)]
+    ratios = []
+    for k in kernels:
+        runner = k.get("MetaSchedule runner")
+        ratio = runner / k["tuning_ms"] if runner else None
+        if ratio:
+            ratios.append(ratio)
+        models = sorted({r.split("__")[1] for r in k["runs"]})
+        cells = [f"{k[n] * 1e3:.1f}" if k.get(n) is not None else "-" for n in names]
+        lines.append(f"| {k['workload']} | {k['id']} | {', '.join(models)} | {k['tuning_ms'] * 1e3:.1f} | "
+                     + " | ".join(cells) + f" | {ratio:.2f} |" if ratio else " | - |")
+    if ratios:
+        ratios.sort()
+        gm = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        lines.append(f"\nMetaSchedule's runner now / at tuning time, {len(ratios)} kernels: geometric mean {gm:.2f}, "
+                     f"range {ratios[0]:.2f}-{ratios[-1]:.2f}, median {ratios[len(ratios) // 2]:.2f}.")
+    return "\n".join(lines) + "\n"
+
+
+def main_summarize(argv) -> int:
+    ap = argparse.ArgumentParser(description="harness comparison rows -> one row per kernel (.md, .json)")
+    ap.add_argument("--rows", required=True)
+    ap.add_argument("--runs", required=True, help="the bundle's runs.json (tuning-time latency per kernel)")
+    ap.add_argument("--out", required=True, help="path without suffix")
+    ap.add_argument("--preamble", default="")
+    a = ap.parse_args(argv)
+    try:
+        rows = [json.loads(line) for line in open(a.rows) if line.strip()]
+        runs = json.load(open(a.runs))
+    except (OSError, ValueError) as err:
+        print(f"harness_compare: error: {err}", file=sys.stderr)
+        return 2
+    kernels = summarize(rows, runs)
+    Path(a.out + ".json").write_text(json.dumps(kernels, indent=1) + "\n")
+    Path(a.out + ".md").write_text(render_md(kernels, a.preamble))
+    print(f"{len(kernels)} kernels -> {a.out}.md, {a.out}.json")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_summarize(sys.argv[2:]) if sys.argv[1:2] == ["summarize"] else main())
