@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """End-to-end latency of compiled models: measured on the GPU vs predicted by costpass.
 
-    python3 benchmarks/e2e_predict.py [--data datasets/e2e/r1] [--out benchmarks/results/e2e]
+    python3 benchmarks/e2e_predict.py [--data datasets/e2e/r1 datasets/e2e/r2] [--out benchmarks/results/e2e]
 
-For every library in ``<data>/manifest.json`` (a ``costpass compile`` report, its tuning database, and
+For every library in each ``<data>/manifest.json`` (a ``costpass compile`` report, its tuning database (none for
+an untuned library), and
 ``run_relax.py`` results per GPU), the library's schedules are rebuilt from its database as the report
 describes them (``costpass.compile.repredict``) and every kernel is predicted again with this costpass;
 the predictions stored in the report when the library was built are shown beside them. Per GPU:
@@ -65,7 +66,7 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
 
     lib = data / entry["report"].removesuffix(".json")
     with tempfile.TemporaryDirectory() as tmp:
-        wd = _work_dir(data / entry["database"], tmp)
+        wd = _work_dir(data / entry["database"], tmp) if entry.get("database") else None
         entries, totals, built = C.repredict(report, wd, gpus=list(runs), log=lambda m: None)
         rebuilt = C.export(built, os.path.join(tmp, "rebuilt.so"))
         try:
@@ -75,7 +76,7 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
             same = None
     if same is False:
         log(f"warning: {entry['name']}: the rebuilt library's CUDA source differs from {lib.name}")
-    out = {"name": entry["name"], "library": str(lib.relative_to(data)), "same_cuda_source": same, "gpus": {}}
+    out = {"name": entry["name"], "library": os.path.relpath(lib, REPO), "same_cuda_source": same, "gpus": {}}
     for gi, (g, run) in enumerate(runs.items()):
         measured = run["tvm_timing"]["median_ms"] * 1e3
         prof = {k["name"]: k["measured_us"] for k in run.get("per_kernel", {}).get("kernels", [])}
@@ -98,6 +99,7 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
                           "estimate_us": est, "estimate_error": est / measured - 1.0,
                           "stream_us": stream, "stream_error": stream / measured - 1.0,
                           "timer_offset_us": totals[g]["timer_offset_us"],
+                          "stream_gap_us": totals[g].get("stream_gap_us", 0.0),
                           "torch_eager_us": run.get("torch_timing", {}).get("median_ms", 0) * 1e3 or None,
                           "torch_graph_us": run.get("torch_graph_timing", {}).get("median_ms", 0) * 1e3 or None,
                           "kernels": kernels}
@@ -113,7 +115,7 @@ def _f(x, fmt=".1f"):
 def markdown(results: list, meta: dict) -> str:
     lines = ["# End to end: compiled Llama-3-8B block, measured vs predicted", "",
              f"`python3 benchmarks/e2e_predict.py` at commit `{meta['commit']}`, {meta['date']}. Data: "
-             f"`{meta['data']}` (see its README: what was built how, and measured where). The predictions are "
+             f"`{meta['data']}` (see their READMEs: what was built how, and measured where). The predictions are "
              "made here, without a GPU, from the libraries' own schedules; `at build`: the prediction stored in "
              "the compile report when the library was built (the costpass of that day).", "",
              "`same source`: the schedules rebuilt from the database give the measured library's CUDA source, "
@@ -122,8 +124,10 @@ def markdown(results: list, meta: dict) -> str:
              "prediction less, per call, the CUDA-event timer offset that the model's training measurements carry "
              "(`event_timer_offset_us` of the GPU spec, measured: " + ", ".join(
                  f"{x['timer_offset_us']:.2f} us on the {g}" for g, x in
-                 {g: x for r in results for g, x in r["gpus"].items()}.items()) + "); the "
-             "gap between kernels in the Relax VM's stream is not modelled.", "",
+                 {g: x for r in results for g, x in r["gpus"].items()}.items()) + "), plus per launch the gap the "
+             "Relax VM leaves between kernels (`vm_launch_gap_us`, measured on the decode libraries of r1: " + ", ".join(
+                 f"{x.get('stream_gap_us', 0):.2f} us on the {g}" for g, x in
+                 {g: x for r in results for g, x in r["gpus"].items()}.items()) + ").", "",
              "| library | GPU | same source | measured e2e (us) | kernel sum (us) | predicted (us) | error | in stream (us) | error | estimate (us) | error | at build (us) | error at build | torch eager | torch CUDA graph |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     errs, est, strm = [], [], []
@@ -160,20 +164,21 @@ def main(argv=None) -> int:
     import subprocess
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=str(REPO / "datasets" / "e2e" / "r1"))
+    ap.add_argument("--data", nargs="+", default=[str(REPO / "datasets" / "e2e" / r) for r in ("r1", "r2")])
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "e2e"))
     a = ap.parse_args(argv)
-    data = Path(a.data)
-    if not (data / "manifest.json").is_file():
-        print(f"e2e_predict: error: {data / 'manifest.json'} not found (--data names a folder with a manifest.json)",
-              file=sys.stderr)
-        return 2
-    manifest = json.loads((data / "manifest.json").read_text())
-    results = [evaluate_library(e, data) for e in manifest["libraries"]]
+    results = []
+    for data in map(Path, a.data):
+        if not (data / "manifest.json").is_file():
+            print(f"e2e_predict: error: {data / 'manifest.json'} not found (--data names folders with a manifest.json)",
+                  file=sys.stderr)
+            return 2
+        manifest = json.loads((data / "manifest.json").read_text())
+        results += [evaluate_library(e, data) for e in manifest["libraries"]]
     commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
                             cwd=REPO).stdout.strip() or "unknown"
     meta = {"commit": commit, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "data": os.path.relpath(data, REPO)}
+            "data": ", ".join(os.path.relpath(d, REPO) for d in a.data)}
     Path(a.out + ".json").write_text(json.dumps({"meta": meta, "libraries": results}, indent=1))
     Path(a.out + ".md").write_text(markdown(results, meta))
     print(f"wrote {a.out}.md and {a.out}.json")

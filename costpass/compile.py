@@ -28,8 +28,10 @@ Steps (each is also a function here):
    latency is the sum over calls; each call includes launch overhead (``launch_overhead_us`` of the GPU
    spec in the analytical estimate; the learned model is fitted on per-call times and sees it as a
    feature). ``stream_us`` is the same sum with each learned per-call prediction less the CUDA-event timer
-   offset its training measurements carry (``event_timer_offset_us``, measured, in the GPU spec): kernels
-   queued back to back do not pay it (:func:`stream_offset_us`).
+   offset its training measurements carry (``event_timer_offset_us``, measured, in the GPU spec), plus the
+   gap the Relax VM leaves between consecutive kernels (``vm_launch_gap_us``, measured, in the GPU spec):
+   kernels queued back to back do not pay the one and do pay the other (:func:`stream_offset_us`,
+   :func:`stream_gap_us`).
 
 Errors in the input (unknown model, GPU, file; a work dir tuned another way) raise :class:`CompileError`
 with a one-line message.
@@ -821,6 +823,15 @@ def stream_offset_us(gpu, predictor_kind: str) -> float:
     return float(gpu.limits.get("event_timer_offset_us", 0.0))
 
 
+def stream_gap_us(gpu, predictor_kind: str) -> float:
+    """Time between two consecutive kernels of a model call in the Relax VM's stream (``vm_launch_gap_us``,
+    measured, in the GPU's spec), added per launch to the learned per-call predictions less their timer
+    offset. 0 for the analytical predictor (its launch term covers it) and for GPUs with no measurement."""
+    if predictor_kind != "learned":
+        return 0.0
+    return float(gpu.limits.get("vm_launch_gap_us", 0.0))
+
+
 def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, log=None) -> tuple:
     """([KernelEntry], totals) for every PrimFunc main calls, on each GPU (see the module docstring)."""
     import tvm
@@ -869,7 +880,7 @@ def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, 
     totals = {}
     for i, g in enumerate(gpus):
         tot = sum(e.per_gpu[i].total_us for e in entries)
-        off = stream_offset_us(g, preds[i].kind)
+        off, gap = stream_offset_us(g, preds[i].kind), stream_gap_us(g, preds[i].kind)
         for e in entries:
             e.per_gpu[i].share = e.per_gpu[i].total_us / tot if tot > 0 else 0.0
         totals[g.name] = {
@@ -878,8 +889,9 @@ def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, 
             "ceiling_us": sum(e.per_gpu[i].ceiling_us * e.calls for e in entries),
             "launch_us": sum(e.per_gpu[i].launch_us * e.calls for e in entries),
             "launches": sum(len(e.device_kernels) * e.calls for e in entries),
-            "stream_us": sum(e.calls * max(e.per_gpu[i].predicted_us - off, 0.0) for e in entries),
-            "timer_offset_us": off,
+            "stream_us": sum(e.calls * (max(e.per_gpu[i].predicted_us - off, 0.0) + gap * len(e.device_kernels))
+                             for e in entries),
+            "timer_offset_us": off, "stream_gap_us": gap,
             "calls": len(calls), "kernels": len(entries), "predictor": preds[i].kind,
             "predictor_problem": preds[i].problem}
     return entries, totals
@@ -1108,7 +1120,9 @@ def render_text(report: CompileReport, width: int = 120, hints: bool = True) -> 
                    f"predictor: {t['predictor']}")
         if t.get("timer_offset_us"):
             out.append(f"{g}: in a stream {_us(t['stream_us'])} (each call's prediction less the "
-                       f"{t['timer_offset_us']:.2f} us CUDA-event offset its training measurements carry)")
+                       f"{t['timer_offset_us']:.2f} us CUDA-event offset its training measurements carry"
+                       + (f", plus {t['stream_gap_us']:.2f} us between kernels" if t.get("stream_gap_us") else "")
+                       + ")")
     if len(r.gpus) > 1:
         base = r.totals[r.gpus[0]]["predicted_us"]
         out.append("speed-up vs " + r.gpus[0] + ": " + ", ".join(

@@ -106,11 +106,14 @@ def test_shares_and_end_to_end_prediction(compiled):
         assert r.totals[g]["calls"] == sum(k.calls for k in r.kernels)
         launch = C.load_gpus(g)[0].limits["launch_overhead_us"]
         assert math.isclose(r.totals[g]["launch_us"], launch * r.totals[g]["launches"])
-        # in a stream: each call less the event-timer offset the learned model's training times carry
-        off = {"h100": 4.10, "h200": 3.87}[g] if r.totals[g]["predictor"] == "learned" else 0.0
-        assert r.totals[g]["timer_offset_us"] == off
-        assert math.isclose(r.totals[g]["stream_us"], sum(max(p.predicted_us - off, 0.0) * k.calls
-                                                         for p, k in zip(ps, r.kernels)), rel_tol=1e-12)
+        # in a stream: each call less the event-timer offset the learned model's training times carry, plus the
+        # VM's gap between kernels per launch
+        learned = r.totals[g]["predictor"] == "learned"
+        off = {"h100": 4.10, "h200": 3.87}[g] if learned else 0.0
+        gap = {"h100": 1.51, "h200": 1.42}[g] if learned else 0.0
+        assert r.totals[g]["timer_offset_us"] == off and r.totals[g]["stream_gap_us"] == gap
+        assert math.isclose(r.totals[g]["stream_us"], sum((max(p.predicted_us - off, 0.0) + gap * len(k.device_kernels))
+                                                         * k.calls for p, k in zip(ps, r.kernels)), rel_tol=1e-12)
         for p in ps:
             assert p.predicted_us > 0 and p.ceiling_us > p.launch_us > 0
             assert math.isclose(p.fraction_of_ceiling, p.ceiling_us / p.predicted_us)
@@ -130,6 +133,8 @@ def test_stream_offset_is_spec_data():
     assert C.stream_offset_us(spec.load("h100"), "learned") == 4.10
     assert C.stream_offset_us(spec.load("h100"), "analytical") == 0.0  # the estimate carries its own launch term
     assert C.stream_offset_us(spec.load("a100"), "learned") == 0.0     # no measurement for that GPU
+    assert C.stream_gap_us(spec.load("h100"), "learned") == 1.51 and C.stream_gap_us(spec.load("h200"), "learned") == 1.42
+    assert C.stream_gap_us(spec.load("h100"), "analytical") == 0.0 and C.stream_gap_us(spec.load("a100"), "learned") == 0.0
 
 
 def test_tuning_records_failures_and_resumes(compiled):
