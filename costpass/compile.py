@@ -981,10 +981,9 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
     checks = {}
     if (runner == "local" if check_outputs is None else check_outputs) and built.tuned:
         built, checks = _checked(built, prepared, target, db, predictor, g0, log)
-        wrong = [n for n, c in checks.items() if c["ok"] is False]
-        if wrong:
-            notes.append(f"default!: the tuned schedule of {len(wrong)} kernels gave wrong output on this GPU "
-                         f"({', '.join(wrong)}): DLight's schedule is used instead")
+        if built.wrong:
+            notes.append(f"default!: the tuned schedule of {len(built.wrong)} kernels gave wrong output on this GPU "
+                         f"({', '.join(built.wrong)}): DLight's schedule is used instead")
     lib = export(built, output) if output else None
     entries, totals = diagnose_kernels(built, gpus, target, model_path, log)
     if db is not None:
