@@ -39,7 +39,9 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-NVCC_FLAGS = ["-O3", "-cubin", "-arch=sm_90a"]
+from . import nvcc_cmd
+
+NVCC_FLAGS = [*nvcc_cmd.FLAGS, "-arch=sm_90a"]
 REPO = Path(__file__).resolve().parents[2]
 
 

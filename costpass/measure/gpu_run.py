@@ -45,9 +45,11 @@ import time
 import traceback
 
 try:  # imported as costpass.measure.gpu_run
+    from . import nvcc_cmd as N
     from . import records as R
 except ImportError:  # run as a script / imported as a sibling module on the GPU machine
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import nvcc_cmd as N  # type: ignore
     import records as R  # type: ignore
 
 # ----------------------------------------------------------------------------------------------
@@ -192,11 +194,7 @@ class CubinCache:
             cu = os.path.join(td, "k.cu")
             with open(cu, "w") as f:
                 f.write(code)
-            nvcc = os.environ.get("NVCC", "nvcc")
-            if not any(os.access(os.path.join(d, nvcc), os.X_OK) for d in os.environ.get("PATH", "").split(":")):
-                if os.path.exists("/usr/local/cuda/bin/nvcc"):
-                    nvcc = "/usr/local/cuda/bin/nvcc"
-            cmd = [nvcc, "-O3", "-cubin", f"-arch={self.arch}", "-o", os.path.join(td, "k.cubin"), cu]
+            cmd = N.command(cu, os.path.join(td, "k.cubin"), self.arch)
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 self.build_failed = (r.stderr or r.stdout)[-2000:]

@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
+from . import nvcc_cmd
+
 CACHE_ENV = "COSTPASS_CUBIN_CACHE"
 LOCK_ENV = "COSTPASS_GPU_LOCK"
 ARCH_ENV = "COSTPASS_CUDA_ARCH"
@@ -32,7 +34,7 @@ def _cache_dir() -> str:
 
 
 def cubin_for(code: str) -> bytes:
-    """The cubin of a CUDA source, from the cache or compiled now with ``nvcc -O3 -cubin`` (atomic write)."""
+    """The cubin of a CUDA source, from the cache or compiled now (:mod:`costpass.measure.nvcc_cmd`; atomic write)."""
     h = hashlib.sha256(code.encode("utf-8")).hexdigest()
     path = os.path.join(_cache_dir(), f"{h}.cubin")
     if not os.path.exists(path):
@@ -41,8 +43,7 @@ def cubin_for(code: str) -> bytes:
             src, out = os.path.join(tmp, "k.cu"), os.path.join(tmp, "k.cubin")
             with open(src, "w") as f:
                 f.write(code)
-            r = subprocess.run(["nvcc", "-O3", "-cubin", f"-arch={arch}", "-o", out, src],
-                               capture_output=True, text=True)
+            r = subprocess.run(nvcc_cmd.command(src, out, arch), capture_output=True, text=True)
             if r.returncode != 0:
                 errs = [ln for ln in r.stderr.splitlines() if "error" in ln] or r.stderr.splitlines()[-5:]
                 raise RuntimeError("nvcc failed: " + " | ".join(errs)[:2000])

@@ -30,6 +30,8 @@ import sys
 import tarfile
 import time
 
+from . import nvcc_cmd
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNTIME_DIR = "carry/runtime"
 WHEEL_DIR = ".whl"
@@ -138,7 +140,7 @@ def _nvcc_cubin(code: str, dest_dir: str) -> str:
         cu = out[:-6] + ".cu"
         with open(cu, "w") as f:
             f.write(code)
-        subprocess.run(["nvcc", "-O3", "-cubin", "-arch=sm_90a", "-o", out, cu], check=True, capture_output=True)
+        subprocess.run(nvcc_cmd.command(cu, out, "sm_90a"), check=True, capture_output=True)
         os.remove(cu)
     return h
 
