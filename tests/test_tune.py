@@ -196,3 +196,32 @@ def test_cli_output_check_error_is_one_line(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "output check" in p.stderr and "--no-check-outputs" in p.stderr and bad.read_text() == "x"
+
+
+def test_harness_compare_summary(tmp_path, capsys):
+    """One row per kernel: its fastest tuning-time latency over the runs that found it, each harness's reading,
+    and the runner-now / tuning-time ratio; missing inputs are a one-line error with exit 2."""
+    sys.path.insert(0, "benchmarks")
+    import harness_compare as H
+
+    runs = {"t__costpass__s0__t256": [{"id": "a", "rank": 0, "tuning_ms": 0.010}],
+            "t__xgb__s0__t256": [{"id": "a", "rank": 0, "tuning_ms": 0.008}, {"id": "b", "rank": 1, "tuning_ms": 0.02}]}
+    rows = [{"id": "a", "workload": "t", "fill": "randn", "events_ms": 0.012, "evaluator_ms": 0.010},
+            {"id": "a", "workload": "t", "fill": "ms_runner", "runner_ms": 0.012},
+            {"id": "b", "workload": "t", "fill": "randn", "error": "RuntimeError: boom"}]
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    k = H.summarize(rows, runs)
+    assert len(k) == 1 and k[0]["tuning_ms"] == 0.008 and k[0]["MetaSchedule runner"] == 0.012
+    assert sorted(k[0]["runs"]) == sorted(runs)
+    md = H.render_md(k)
+    assert "| t | a | costpass, xgb | 8.0 | 12.0 | 10.0 | - | - | - | 12.0 | 1.50 |" in md
+    assert "geometric mean 1.50" in md
+    out = str(tmp_path / "s")
+    assert H.main_summarize(["--rows", str(tmp_path / "rows.jsonl"), "--runs", str(tmp_path / "runs.json"),
+                             "--out", out]) == 0
+    assert json.loads(open(out + ".json").read()) == k
+    assert H.main_summarize(["--rows", str(tmp_path / "nope.jsonl"), "--runs", str(tmp_path / "runs.json"),
+                             "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.jsonl" in err and not (tmp_path / "x.md").exists()
