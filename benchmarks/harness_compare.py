@@ -208,7 +208,7 @@ def render_md(kernels: list, preamble: str = "") -> str:
         models = sorted({r.split("__")[1] for r in k["runs"]})
         cells = [f"{k[n] * 1e3:.1f}" if k.get(n) is not None else "-" for n in names]
         lines.append(f"| {k['workload']} | {k['id']} | {', '.join(models)} | {k['tuning_ms'] * 1e3:.1f} | "
-                     + " | ".join(cells) + f" | {ratio:.2f} |" if ratio else " | - |")
+                     + " | ".join(cells) + (f" | {ratio:.2f} |" if ratio else " | - |"))
     if ratios:
         ratios.sort()
         gm = math.exp(sum(math.log(x) for x in ratios) / len(ratios))

@@ -204,18 +204,20 @@ def test_harness_compare_summary(tmp_path, capsys):
     sys.path.insert(0, "benchmarks")
     import harness_compare as H
 
-    runs = {"t__costpass__s0__t256": [{"id": "a", "rank": 0, "tuning_ms": 0.010}],
+    runs = {"t__costpass__s0__t256": [{"id": "a", "rank": 0, "tuning_ms": 0.010}, {"id": "c", "rank": 1, "tuning_ms": 0.025}],
             "t__xgb__s0__t256": [{"id": "a", "rank": 0, "tuning_ms": 0.008}, {"id": "b", "rank": 1, "tuning_ms": 0.02}]}
     rows = [{"id": "a", "workload": "t", "fill": "randn", "events_ms": 0.012, "evaluator_ms": 0.010},
             {"id": "a", "workload": "t", "fill": "ms_runner", "runner_ms": 0.012},
-            {"id": "b", "workload": "t", "fill": "randn", "error": "RuntimeError: boom"}]
+            {"id": "b", "workload": "t", "fill": "randn", "error": "RuntimeError: boom"},
+            {"id": "c", "workload": "t", "fill": "randn", "events_ms": 0.03, "evaluator_ms": 0.028}]
     (tmp_path / "runs.json").write_text(json.dumps(runs))
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     k = H.summarize(rows, runs)
-    assert len(k) == 1 and k[0]["tuning_ms"] == 0.008 and k[0]["MetaSchedule runner"] == 0.012
+    assert len(k) == 2 and k[0]["tuning_ms"] == 0.008 and k[0]["MetaSchedule runner"] == 0.012
     assert sorted(k[0]["runs"]) == sorted(runs)
     md = H.render_md(k)
     assert "| t | a | costpass, xgb | 8.0 | 12.0 | 10.0 | - | - | - | 12.0 | 1.50 |" in md
+    assert "| t | c | costpass | 25.0 | 30.0 | 28.0 | - | - | - | - | - |" in md   # no runner row: no ratio
     assert "geometric mean 1.50" in md
     out = str(tmp_path / "s")
     assert H.main_summarize(["--rows", str(tmp_path / "rows.jsonl"), "--runs", str(tmp_path / "runs.json"),
