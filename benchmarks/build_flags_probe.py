@@ -28,16 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from costpass.measure import gpu_run as G  # noqa: E402
+from costpass.measure import nvcc_cmd as N  # noqa: E402
 
 FLAG_SETS = "default=;fast_math=--use_fast_math;reg_level=--ptxas-options=--register-usage-level=10;" \
             "tvm_nvcc=--use_fast_math --ptxas-options=--register-usage-level=10;tvm="
-
-
-def nvcc() -> str:
-    for d in os.environ.get("PATH", "").split(os.pathsep):
-        if os.access(os.path.join(d, "nvcc"), os.X_OK):
-            return os.path.join(d, "nvcc")
-    return "/usr/local/cuda/bin/nvcc"
 
 
 def registers(cubin: bytes) -> int | None:
@@ -70,8 +64,7 @@ class FlagCompile:
         src, out = os.path.join(self.workdir, f"{h}.cu"), os.path.join(self.workdir, f"{h}.cubin")
         if not os.path.exists(out):
             Path(src).write_text(code)
-            r = subprocess.run([nvcc(), "-O3", "-cubin", f"-arch={self.arch}", *self.flags, "-o", out, src],
-                               capture_output=True, text=True)
+            r = subprocess.run(N.command(src, out, self.arch, extra=self.flags), capture_output=True, text=True)
             if r.returncode != 0:
                 raise RuntimeError(f"nvcc {' '.join(self.flags)} failed: {r.stderr[-800:]}")
         self.last = Path(out).read_bytes()

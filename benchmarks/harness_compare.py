@@ -81,8 +81,7 @@ def main(argv=None) -> int:
             row0 = {"id": e["id"], "workload": e["workload"], "origin": e.get("origin"), "clocks": clocks}
             try:
                 mod, fn = G.load_entry(G.entry_lib(a.bundle, e), e.get("entry", "main"))
-                targs = [torch.empty(tuple(int(s) for s in sh), dtype=G.torch_dtype(dt), device="cuda")
-                         for sh, dt in e["arg_specs"]]
+                targs = G.Workload(e["workload"], e, seed=a.seed).args   # refilled below, per fill
                 vargs = [tvm.runtime.from_dlpack(t) for t in targs]
                 outputs = G.output_indices(e)
                 fn(*targs)  # load, compile or look up the cubin, warm up

@@ -27,9 +27,10 @@ def find() -> str:
     return "/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else "nvcc"
 
 
-def command(src, out, arch: str, nvcc: str | None = None) -> list:
-    """The nvcc command line that compiles ``src`` (a .cu file) into the cubin ``out`` for ``arch``."""
-    return [nvcc or find(), *FLAGS, f"-arch={arch}", "-o", str(out), str(src)]
+def command(src, out, arch: str, nvcc: str | None = None, extra=()) -> list:
+    """The nvcc command line that compiles ``src`` (a .cu file) into the cubin ``out`` for ``arch``; ``extra``:
+    flags beyond the measuring code's (experiments such as ``benchmarks/build_flags_probe.py`` only)."""
+    return [nvcc or find(), *FLAGS, *extra, f"-arch={arch}", "-o", str(out), str(src)]
 
 
 if __name__ == "__main__":
