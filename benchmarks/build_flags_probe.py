@@ -53,9 +53,13 @@ class FlagCompile:
 
     def __init__(self, arch: str, workdir: str):
         self.arch, self.workdir, self.name, self.flags, self.last = arch, workdir, "default", [], None
+        self.prebuilt = None
 
     def __call__(self, code, *_rest):
         code = str(code)
+        if self.prebuilt:                              # cubins built elsewhere, named by the source's sha256
+            self.last = (Path(self.prebuilt) / f"{hashlib.sha256(code.encode()).hexdigest()}.cubin").read_bytes()
+            return self.last
         if self.name == "tvm":
             from tvm.support import nvcc as tvm_nvcc   # full wheel only
             self.last = bytes(tvm_nvcc.compile_cuda(code, "cubin", arch=self.arch))
@@ -72,7 +76,8 @@ class FlagCompile:
 
 
 def parse_flag_sets(text: str) -> list:
-    """"name=flags;name=flags" -> [(name, [flag, ...])]."""
+    """"name=flags;name=flags" -> [(name, [flag, ...])]; ``name=@DIR``: prebuilt cubins ``DIR/<sha256>.cubin``;
+    ``name=%DIR``: the kernel's library ``DIR/<id>.so`` instead of the bundle's (e.g. a builder's artifacts)."""
     out = []
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, _, flags = part.partition("=")
@@ -80,12 +85,39 @@ def parse_flag_sets(text: str) -> list:
     return out
 
 
+def prebuild(sources: str, out: str, compiler: str, arch: str = "sm_90a") -> int:
+    """Compile every ``sources/<sha256>.cu`` with TVM's own ``compile_cuda`` (``compiler``: ``nvrtc``, TVM's
+    default, or ``nvcc``, its nvcc command line) into ``out/<sha256>.cubin``; needs the full TVM wheel (and
+    cuda-bindings for NVRTC). Returns how many were compiled."""
+    import tvm
+    from tvm.support import nvcc as tvm_nvcc
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    n = 0
+    with tvm.target.Target({"kind": "cuda", "arch": arch}):
+        for src in sorted(Path(sources).glob("*.cu")):
+            dst = Path(out) / f"{src.stem}.cubin"
+            if not dst.exists():
+                dst.write_bytes(bytes(tvm_nvcc.compile_cuda(src.read_text(), "cubin", arch=arch, compiler=compiler)))
+                n += 1
+    return n
+
+
 def main(argv=None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "prebuild":
+        ap = argparse.ArgumentParser(description=prebuild.__doc__.split("\n")[0])
+        ap.add_argument("--sources", required=True)
+        ap.add_argument("--out", required=True)
+        ap.add_argument("--compiler", choices=("nvrtc", "nvcc"), default="nvrtc")
+        a = ap.parse_args(sys.argv[2:])
+        print(prebuild(a.sources, a.out, a.compiler), "compiled")
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--ids", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--flags", default=FLAG_SETS, help=f"name=flags;... (default {FLAG_SETS!r})")
+    ap.add_argument("--once", action="store_true", help="launch each kernel once, untimed (under Nsight Compute)")
     a = ap.parse_args(argv)
 
     import torch
@@ -102,11 +134,25 @@ def main(argv=None) -> int:
             for e in entries:
                 for name, flags in parse_flag_sets(a.flags):
                     cc.name, cc.flags = name, flags
+                    cc.prebuilt = flags[0][1:] if len(flags) == 1 and flags[0].startswith("@") else None
                     row = {"id": e["id"], "workload": e["workload"], "flag_set": name, "flags": flags, "clocks": clocks}
+                    lib = G.entry_lib(a.bundle, e)
+                    if len(flags) == 1 and flags[0].startswith("%"):
+                        lib = os.path.join(flags[0][1:], f"{e['id']}.so")
+                    # a fresh path per set: loading one .so path twice in a process reuses the first load's kernel
+                    # handle (cached in the library's statics), whatever the callback compiles the second time
+                    fresh = os.path.join(tmp, f"{name}_{e['id']}.so")
+                    shutil.copy(lib, fresh)
+                    lib = fresh
                     try:
-                        mod, fn = G.load_entry(G.entry_lib(a.bundle, e), e.get("entry", "main"))
+                        mod, fn = G.load_entry(lib, e.get("entry", "main"))
                         args = G.Workload(e["workload"], e, seed=0).args
                         fn(*args)
+                        if a.once:
+                            torch.cuda.synchronize()
+                            row["launched_once"] = True
+                            out.write(json.dumps(row) + "\n")
+                            continue
                         row["median_ms_x3"] = [statistics.median(G.time_fn(fn, args)["times"]) for _ in range(3)]
                         row["registers"] = registers(cc.last) if cc.last else None
                         del mod, fn

@@ -224,6 +224,23 @@ class CubinCache:
         return out
 
 
+def bundle_build(bundle: str) -> dict:
+    """How the bundle's cubins were made: ``BUILD.json`` (written by ``tvm_build.py``: TVM's own compile) when
+    the bundle has one, else the measuring code's nvcc command (``nvcc_cmd.FLAGS``)."""
+    p = os.path.join(bundle, "BUILD.json")
+    if os.path.exists(p):
+        with open(p) as f:
+            return json.load(f)
+    return {"compiler": "nvcc", "flags": list(N.FLAGS)}
+
+
+def record_build(build: dict, compiled: dict) -> dict:
+    """A record's ``build``: the bundle's, unless a cubin was missing and compiled here with nvcc."""
+    if build.get("compiler") != "nvcc" and (compiled.get("nvcc") or compiled.get("nvcc_cache")):
+        return {"compiler": "nvcc", "flags": list(N.FLAGS), "fallback_from": build.get("compiler")}
+    return build
+
+
 _TVM = None
 
 
@@ -603,6 +620,8 @@ def child_main(a) -> int:
     cache = CubinCache(os.path.join(bundle, "cubins"), arch,
                        use_cache=(arch == "sm_90a"))  # bundle cubins are sm_90a
     setup_tvm(cache)
+    build = bundle_build(bundle)
+    say("BUILD", json.dumps(build))
     # index of each candidate within its workload in the manifest: the check sample is stable
     pos: dict[str, int] = {}
     for wl, es in group_by_workload(list(entries.values())):
@@ -626,7 +645,8 @@ def child_main(a) -> int:
                  sm_count=info["sm_count"], l2_bytes=info["l2_bytes"], clocks=clocks, date=now_iso(),
                  costpass_commit=str(e.get("costpass_commit", e.get("commit", "")) or ""),
                  tvm_version=str(e.get("tvm_version", "") or ""), seed=e.get("seed"),
-                 params=e.get("params") or {}, flops=e.get("flops"), min_bytes=e.get("min_bytes"))
+                 params=e.get("params") or {}, flops=e.get("flops"), min_bytes=e.get("min_bytes"),
+                 build=record_build(build, (kw.get("timing") or {}).get("compile") or {}))
         d.update(kw)
         return R.Record.from_dict(d)
 

@@ -20,7 +20,7 @@ import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: ``build`` (how the cubin was made); schema-1 records are nvcc -O3 builds
 
 # ok: ran and (if checked) matched the reference. wrong: ran, output differs from the reference.
 STATUSES = ("ok", "build_error", "load_error", "run_error", "timeout", "wrong")
@@ -67,6 +67,7 @@ class Record:
     timing: dict = field(default_factory=dict)       # method, l2_flush, probe_ms, spin_ms, load_ms, ...
     correctness: dict | None = None     # {"rel_l2", "tol", "ok", "all_written"} when checked
     error: str | None = None
+    build: dict = field(default_factory=dict)        # how the cubin was made (``build_of``); {} = nvcc -O3
     schema: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)        # keys this version does not know, kept verbatim
 
