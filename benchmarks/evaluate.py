@@ -80,7 +80,8 @@ def ship(dsets, variant: str, seed: int, out_dir: str, name: str | None = None, 
                                                                        data_id=h.hexdigest()[:16])
     m.header["training_data"] = {"records": sum(d.info.get("records") or 0 for d in dsets),
                                  "candidates": len(ds), "workloads": len(set(ds.workloads)), "variant": variant,
-                                 "source": ", ".join(f"datasets/{d.gpu}" for d in dsets)}
+                                 "source": ", ".join(f"datasets/{d.gpu}" for d in dsets),
+                                 "builds": sorted({b for d in dsets for b in d.info.get("builds", [])})}
     if len(dsets) > 1:
         m.header["training_data"]["per_gpu"] = {d.gpu: {"records": d.info.get("records"), "candidates": len(d)}
                                                 for d in dsets}
@@ -191,6 +192,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gpus", default="", help="comma-separated dataset names (default: all under datasets/)")
     ap.add_argument("--root", default=None, help="datasets folder (default: datasets/)")
     ap.add_argument("--traces", nargs="*", default=[], help="extra JSONL files / folders holding trace_json")
+    ap.add_argument("--build", default="auto", choices=("auto", "tvm", "nvcc", "all"),
+                    help="which build's records (default auto: TVM's own build where a GPU has it, else nvcc -O3)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--methods", default=",".join(E.METHODS))
     ap.add_argument("--seed", type=int, default=0)
@@ -225,7 +228,7 @@ def main(argv=None) -> int:
     dsets = {}
     for g in gpus:
         t0 = time.time()
-        ds = E.load_dataset(g, traces=traces, extractor=ex, with_perstore=need_ps, root=a.root)
+        ds = E.load_dataset(g, traces=traces, extractor=ex, with_perstore=need_ps, root=a.root, build=a.build)
         ds.info["load_s"] = round(time.time() - t0, 1)
         print(f"[{g}] {ds.info}", flush=True)
         dsets[g] = ds

@@ -21,6 +21,7 @@ from typing import Iterable
 from costpass.measure.records import (Record, RecordWarning, dumps, median, read_records)
 
 __all__ = ["DatasetError", "RecordWarning", "Record", "DATASETS", "gpu_key", "dataset_files", "load",
+           "build_kind", "select_build",
            "stats", "format_stats", "merge", "write_compressed"]
 
 DATASETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
@@ -58,12 +59,33 @@ def _resolve(source: str, root: str | None) -> tuple[list[str], str | None]:
     raise FileNotFoundError(f"no dataset file, folder or GPU named {source!r} (looked in {root})")
 
 
+def build_kind(r: Record) -> str:
+    """``"tvm"``: the cubin was made by TVM's own compile (``costpass.measure.tvm_build``: NVRTC, fast math,
+    register-usage-level 10), as TVM deploys it; ``"nvcc"``: by the measuring code's ``nvcc -O3`` (every
+    record before schema 2, and schema-2 records that say so)."""
+    return "tvm" if (r.build or {}).get("compiler") == "tvm" else "nvcc"
+
+
+def select_build(records: list[Record], build: str | None = "auto") -> list[Record]:
+    """Records of one build. ``"auto"``: TVM's build where there is any, else all (the nvcc ones): the two
+    builds time the same source up to 1.5x apart, so one model never trains on both. ``None`` / ``"all"``:
+    every record."""
+    if build in (None, "all"):
+        return list(records)
+    if build == "auto":
+        build = "tvm" if any(build_kind(r) == "tvm" for r in records) else "nvcc"
+    if build not in ("tvm", "nvcc"):
+        raise ValueError(f"build must be 'auto', 'tvm', 'nvcc' or 'all', got {build!r}")
+    return [r for r in records if build_kind(r) == build]
+
+
 def load(source: str, *, root: str | None = None, problems: list | None = None,
-         statuses: Iterable[str] | None = None) -> list[Record]:
+         statuses: Iterable[str] | None = None, build: str | None = "all") -> list[Record]:
     """Records of a file, a folder of files, or a GPU (``datasets/<gpu>/``).
 
     ``problems`` collects one ``file:line: ...`` text per skipped line; ``statuses`` keeps only
-    records with those statuses (e.g. ``{"ok"}``). Raises DatasetError on mixed GPUs.
+    records with those statuses (e.g. ``{"ok"}``); ``build`` keeps one build (:func:`select_build`; the
+    model code passes ``"auto"``). Raises DatasetError on mixed GPUs.
     """
     files, key = _resolve(source, root)
     out: list[Record] = []
@@ -87,7 +109,7 @@ def load(source: str, *, root: str | None = None, problems: list | None = None,
     if statuses is not None:
         keep = set(statuses)
         out = [r for r in out if r.status in keep]
-    return out
+    return select_build(out, build)
 
 
 def _quantile(xs: list[float], q: float) -> float:

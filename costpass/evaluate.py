@@ -430,8 +430,9 @@ def available_gpus(root: str | None = None) -> list:
 
 
 def load_dataset(gpu: str, records=None, traces: dict | None = None, extractor: Extractor | None = None,
-                 with_perstore: bool = True, root: str | None = None) -> Dataset:
-    """Measured candidates of one GPU with their features. ``records`` default: ``costpass.data.load(gpu)``;
+                 with_perstore: bool = True, root: str | None = None, build: str | None = "auto") -> Dataset:
+    """Measured candidates of one GPU with their features. ``records`` default: ``costpass.data.load(gpu)``
+    of one ``build`` (``costpass.data.select_build``: TVM's own build where the GPU has it);
     ``traces`` default: :func:`trace_index`. Candidates with no trace, an unknown workload or a failed
     extraction are left out and counted in ``info``."""
     from costpass import data
@@ -439,13 +440,14 @@ def load_dataset(gpu: str, records=None, traces: dict | None = None, extractor: 
 
     g = S.load(data.gpu_key(gpu))
     if records is None:
-        records = data.load(gpu, root=root)
+        records = data.load(gpu, root=root, build=build)
     traces = trace_index() if traces is None else traces
     ex = extractor or Extractor()
     meas = measured(records)
     known = set(W.names())
     info = {"records": len(records), "ok_candidates": len(meas), "no_trace": 0, "unknown_workload": 0,
-            "extract_failed": 0, "perstore_failed": 0, "gpu_names": sorted({r.gpu for r in records if r.gpu})}
+            "extract_failed": 0, "perstore_failed": 0, "gpu_names": sorted({r.gpu for r in records if r.gpu}),
+            "builds": sorted({data.build_kind(r) for r in records})}
     for r in records:
         tj = record_trace(r)
         if tj and r.candidate_id not in traces:

@@ -145,3 +145,65 @@ def test_dlight_matmul_uses_tensor_cores_on_sm_90a():
     assert "wmma::mma_sync" in src
     _, sch32, _ = C.dlight_schedule("gemm_fp32_1024", TARGET)  # fp32 has no tensor-core path here
     assert "wmma" not in B.build_module(tvm.IRModule({"main": sch32.mod["main"]}), TARGET).imports[0].inspect_source()
+
+
+def fake_tvm_compile(job):
+    """Stand-in for TVM's compile callback in tvm_build.build: a 'cubin' naming the source."""
+    sha, code, dst, arch = job
+    with open(dst, "wb") as f:
+        f.write(f"{arch}:{sha}".encode())
+    return sha, None
+
+
+def test_tvm_build_compiles_every_source_of_a_bundle(tmp_path):
+    from costpass.measure import tvm_build as TB
+
+    cs = C.random_candidates(WL_SMALL, TARGET, 2, seed=1)
+    BU.pack(cs, tmp_path, TARGET)
+    want = {h for r in BU.read_manifest(tmp_path) for h in r["cuda_sha256"]}
+    want |= {h for r in BU.read_manifest(tmp_path, "refs.jsonl") for h in r["cuda_sha256"]}
+    # sources come from sources/ and, where that is missing (snapshots carry few), from the libraries
+    import shutil
+    shutil.rmtree(tmp_path / "sources")
+    srcs = TB.bundle_sources(str(tmp_path))
+    assert set(srcs) == want
+    assert all(hashlib.sha256(c.encode()).hexdigest() == h for h, c in srcs.items())
+    (tmp_path / "cubins").mkdir(exist_ok=True)
+    info = TB.build(str(tmp_path), jobs=1, compile_one=fake_tvm_compile, info={"compiler": "tvm", "mode": "fake"})
+    assert info["compiler"] == "tvm" and info["sources"] == len(want) and info["failed"] == 0
+    for h in want:
+        assert (tmp_path / "cubins" / f"{h}.cubin").read_bytes() == f"sm_90a:{h}".encode()
+    assert json.loads((tmp_path / "BUILD.json").read_text())["mode"] == "fake"
+    # done once: a second call reads BUILD.json and compiles nothing
+    assert TB.build(str(tmp_path), jobs=1, compile_one=None, info={})["mode"] == "fake"
+
+
+def failing_tvm_compile(job):
+    return job[0], "RuntimeError: NVRTC said no"
+
+
+def test_tvm_build_leaves_no_other_compilers_cubin_behind(tmp_path):
+    from costpass.measure import tvm_build as TB
+
+    BU.pack(C.random_candidates(WL_SMALL, TARGET, 1, seed=1), tmp_path, TARGET)
+    h = BU.read_manifest(tmp_path)[0]["cuda_sha256"][0]
+    (tmp_path / "cubins").mkdir(exist_ok=True)
+    # an interrupted run's TVM cubin is kept; here the one source left fails, and nothing may stand in for it
+    info = TB.build(str(tmp_path), jobs=1, compile_one=failing_tvm_compile, info={"compiler": "tvm"})
+    assert info["failed"] == info["sources"] >= 1 and not (tmp_path / "cubins" / f"{h}.cubin").exists()
+    assert json.loads((tmp_path / "BUILD_failures.json").read_text())[h].startswith("RuntimeError")
+
+
+def test_gpu_run_records_the_bundle_build(tmp_path):
+    from costpass.measure import gpu_run as G
+    from costpass.measure import nvcc_cmd as N
+
+    assert G.bundle_build(str(tmp_path)) == {"compiler": "nvcc", "flags": list(N.FLAGS)}
+    (tmp_path / "BUILD.json").write_text(json.dumps({"compiler": "tvm", "mode": "nvrtc"}))
+    b = G.bundle_build(str(tmp_path))
+    assert b == {"compiler": "tvm", "mode": "nvrtc"}
+    assert G.record_build(b, {"cache": 1}) == b
+    # a cubin the bundle lacked was compiled with nvcc on the GPU machine: the record says so
+    fb = G.record_build(b, {"cache": 1, "nvcc": 1})
+    assert fb["compiler"] == "nvcc" and fb["fallback_from"] == "tvm"
+    assert G.record_build({"compiler": "nvcc"}, {"nvcc": 1}) == {"compiler": "nvcc"}

@@ -118,3 +118,26 @@ def test_merge_and_write_compressed(tmp_path):
     assert [r.candidate_id for r in data.merge(p, p2)] == ["a", "b", "b"]
     with pytest.raises(ValueError):
         data.write_compressed(a, str(tmp_path / "out.json"))
+
+
+def test_one_build_at_a_time(tmp_path):
+    d = tmp_path / "h100"
+    d.mkdir()
+    old = [rec("a", med=2.0), rec("b", med=1.0)]                 # schema-1 records: nvcc -O3
+    new = [rec("a", med=1.5)]
+    new[0].build = {"compiler": "tvm", "mode": "nvrtc"}
+    data.write_compressed(old, str(d / "r1.jsonl.xz"))
+    data.write_compressed(new, str(d / "r7.jsonl.xz"))
+    assert [data.build_kind(r) for r in data.load("h100", root=str(tmp_path))] == ["nvcc", "nvcc", "tvm"]
+    # the model code's default: TVM's own build where the GPU has it
+    got = data.load("h100", root=str(tmp_path), build="auto")
+    assert [(r.candidate_id, r.median_ms) for r in got] == [("a", 1.5)]
+    assert sorted(r.candidate_id for r in data.load("h100", root=str(tmp_path), build="nvcc")) == ["a", "b"]
+    assert len(data.load("h100", root=str(tmp_path))) == 3                 # "all" by default
+    # a GPU with nvcc records only keeps them under "auto"
+    assert len(data.select_build(old, "auto")) == 2
+    with pytest.raises(ValueError):
+        data.select_build(old, "fast")
+    # the field survives a round trip; a record without it reads as {}
+    assert data.load(str(d / "r7.jsonl.xz"))[0].build == {"compiler": "tvm", "mode": "nvrtc"}
+    assert R.Record.from_dict({"workload": "w", "candidate_id": "c", "status": "ok"}).build == {}

@@ -73,11 +73,13 @@ def describe() -> dict:
     return d
 
 
-def build(bundle: str, jobs: int = 16, arch: str = "sm_90a") -> dict:
-    """Compile every source of ``bundle`` with TVM's callback into ``cubins/``; write ``BUILD.json``."""
+def build(bundle: str, jobs: int = 16, arch: str = "sm_90a", compile_one=_compile_one, info: dict | None = None) -> dict:
+    """Compile every source of ``bundle`` with TVM's callback into ``cubins/``; write ``BUILD.json``.
+    ``compile_one`` / ``info``: a stand-in compiler (a top-level function, run in worker processes) and its
+    description, for tests."""
     cub = Path(bundle, "cubins")
     cub.mkdir(exist_ok=True)
-    info = describe()
+    info = dict(info) if info is not None else describe()
     done_marker = Path(bundle, "BUILD.json")
     if done_marker.exists():
         return json.loads(done_marker.read_text())
@@ -88,7 +90,7 @@ def build(bundle: str, jobs: int = 16, arch: str = "sm_90a") -> dict:
                  if not (cub / f"{sha}.cubin").exists()]
     failed = {}
     with ProcessPoolExecutor(max(1, jobs)) as pool:
-        for sha, err in pool.map(_compile_one, jobs_list, chunksize=4):
+        for sha, err in pool.map(compile_one, jobs_list, chunksize=4):
             if err:
                 failed[sha] = err
                 stale = cub / f"{sha}.cubin"
