@@ -30,3 +30,14 @@ def test_gpu_run_cache_compiles_with_the_one_command(tmp_path, monkeypatch):
     assert cache('extern "C" __global__ void main_kernel() {}') == b"CUBIN"
     cmd = seen[0]
     assert cmd[:4] == ["/opt/x/nvcc", "-O3", "-cubin", "-arch=sm_90a"] and cmd[-1].endswith("k.cu")
+
+
+def test_run_relax_records_how_its_kernels_were_compiled(tmp_path, monkeypatch):
+    from costpass.measure import ms_gpu, run_relax
+
+    monkeypatch.delenv(ms_gpu.CACHE_ENV, raising=False)
+    assert run_relax.cubin_build() == {"compiler": "nvcc", "flags": list(nvcc_cmd.FLAGS)}
+    monkeypatch.setenv(ms_gpu.CACHE_ENV, str(tmp_path))
+    assert run_relax.cubin_build()["compiler"] == "nvcc"          # a cache of nvcc cubins says nothing
+    (tmp_path / "BUILD.json").write_text('{"compiler": "tvm", "mode": "nvrtc"}')
+    assert run_relax.cubin_build() == {"compiler": "tvm", "mode": "nvrtc"}

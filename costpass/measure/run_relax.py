@@ -37,6 +37,19 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 
+def cubin_build() -> dict:
+    """How the kernels the library's CUDA source holds were compiled: ``BUILD.json`` in ``$COSTPASS_CUBIN_CACHE``
+    when the cache was filled with TVM's own build (``costpass.measure.tvm_build``), else the measuring code's
+    nvcc command. A library that holds cubins (built on a GPU machine) keeps the build it was made with."""
+    from costpass.measure import ms_gpu, nvcc_cmd
+
+    p = os.path.join(os.environ.get(ms_gpu.CACHE_ENV) or "", "BUILD.json")
+    if os.environ.get(ms_gpu.CACHE_ENV) and os.path.exists(p):
+        with open(p) as f:
+            return json.load(f)
+    return {"compiler": "nvcc", "flags": list(nvcc_cmd.FLAGS)}
+
+
 def nvidia_smi() -> dict:
     q = "name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem,power.draw,temperature.gpu"
     try:
@@ -152,6 +165,7 @@ def main(argv=None) -> int:
               "nvidia_smi_before": nvidia_smi(), "torch": torch.__version__, "cuda": torch.version.cuda,
               "tvm": getattr(tvm, "__version__", "?"), "python": platform.python_version(), "seed": args.seed,
               "compile_report": {k: report.get(k) for k in ("runner", "trials", "tuned_for", "created", "tuning")}}
+    result["build"] = cubin_build()
     result["tvm_timing"] = time_cuda(lambda: main_fn(*tvm_args), args.warmup, args.repeats)
 
     if meta.get("kind") == "llama_block" and not args.no_torch:

@@ -30,7 +30,11 @@ def bundle_sources(bundle: str) -> dict:
     for p in sorted(Path(bundle, "sources").glob("*.cu")) if Path(bundle, "sources").is_dir() else []:
         out[p.stem] = p.read_text()
     for lib in sorted(Path(bundle, "libs").glob("*.so")):
-        for code in library_cuda_sources(lib):
+        try:
+            codes = library_cuda_sources(lib)
+        except ValueError:      # its CUDA module holds a compiled binary already: nothing to compile
+            continue
+        for code in codes:
             out.setdefault(hashlib.sha256(code.encode("utf-8")).hexdigest(), code)
     return out
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A measurement round of TVM's own build on the GPU machine (the full TVM wheel installed in $FULL, the
-# runtime-only one in carry/runtime with tvm-ffi in $SITE). Resumable across device calls while the machine
+# runtime-only one in carry/runtime with tvm-ffi in $SITE; $FULL is not needed for snapshots packed with TVM's
+# cubins already, e.g. by tvm_build.py here with NVRTC 13.0.88: byte for byte the GPU machine's). Resumable across device calls while the machine
 # stays warm: each snapshot is unpacked once into /tmp/tb/<name> with its cubins/ emptied, compiled by
 # tvm_build.py (TVM's tvm_callback_cuda_compile, 16 at a time), then measured by gpu_run.py into one
 # /tmp/tb/measure.jsonl (a candidate already there is skipped). Copies records and logs to $OUT at the end.
@@ -16,7 +17,10 @@ for SNAP in "$@"; do
   if [ ! -d /tmp/tb/$N ]; then
     mkdir -p /tmp/tb/$N.part && tar xJf "$SNAP" -C /tmp/tb/$N.part || exit 1
     D=/tmp/tb/$N.part/$(ls /tmp/tb/$N.part | head -1)
-    rm -rf "$D/cubins" "$D/BUILD.json" && mv "$D" /tmp/tb/$N && rm -rf /tmp/tb/$N.part
+    # a snapshot packed with TVM's cubins (BUILD.json, made by tvm_build.py anywhere) is measured as it is;
+    # one holding nvcc cubins is emptied and compiled here
+    [ -f "$D/BUILD.json" ] || rm -rf "$D/cubins"
+    mv "$D" /tmp/tb/$N && rm -rf /tmp/tb/$N.part
   fi
   if [ ! -f /tmp/tb/$N/BUILD.json ] && [ "$(left)" -gt 60 ]; then
     echo "[tvm_round] compiling $N with TVM's callback ($(left) s left)"
