@@ -92,6 +92,7 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
         pred, est, stream = totals[g]["predicted_us"], totals[g]["estimate_us"], totals[g]["stream_us"]
         at_build = report["totals"].get(g, {}).get("predicted_us")
         out["gpus"][g] = {"gpu_name": run["gpu"], "date": run["date"], "measured_us": measured,
+                          "build": run_build(run, same),
                           "kernel_sum_us": run.get("per_kernel", {}).get("sum_us"),
                           "predicted_us": pred, "error": pred / measured - 1.0,
                           "predicted_at_build_us": at_build,
@@ -106,6 +107,15 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
         log(f"{entry['name']} on {g}: measured {measured:.1f} us, predicted {pred:.1f} us ({pred / measured - 1:+.1%}); "
             f"at build {at_build:.1f} us")
     return out
+
+
+def run_build(run: dict, same_source) -> str:
+    """What compiled the kernels a run timed: ``tvm`` (TVM's own build: the cubins a library built on a GPU machine
+    holds, or a cubin cache filled by ``tvm_build``) or ``nvcc -O3`` (run_relax's own compile; runs before the
+    ``build`` field)."""
+    if same_source is None:             # the library holds cubins: TVM compiled them when it was built
+        return "tvm"
+    return "tvm" if (run.get("build") or {}).get("compiler") == "tvm" else "nvcc -O3"
 
 
 def _f(x, fmt=".1f"):
@@ -127,16 +137,19 @@ def markdown(results: list, meta: dict) -> str:
                  {g: x for r in results for g, x in r["gpus"].items()}.items()) + "), plus per launch the gap the "
              "Relax VM leaves between kernels (`vm_launch_gap_us`, measured on the decode libraries of r1: " + ", ".join(
                  f"{x.get('stream_gap_us', 0):.2f} us on the {g}" for g, x in
-                 {g: x for r in results for g, x in r["gpus"].items()}.items()) + ").", "",
-             "| library | GPU | same source | measured e2e (us) | kernel sum (us) | predicted (us) | error | in stream (us) | error | estimate (us) | error | at build (us) | error at build | torch eager | torch CUDA graph |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                 {g: x for r in results for g, x in r["gpus"].items()}.items()) + "). `build`: what compiled the "
+             "kernels the run timed (`tvm`: TVM's own build, as deployed and as the shipped models' training data since "
+             "stop 13; `nvcc -O3`: the measuring code's compile before stop 13, which times some kernels up to 1.5x "
+             "apart, `benchmarks/results/build_path.md`).", "",
+             "| library | GPU | build | same source | measured e2e (us) | kernel sum (us) | predicted (us) | error | in stream (us) | error | estimate (us) | error | at build (us) | error at build | torch eager | torch CUDA graph |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     errs, est, strm = [], [], []
     for r in results:
         for g, x in r["gpus"].items():
             errs.append(abs(x["error"]))
             est.append(abs(x["estimate_error"]))
             strm.append(abs(x["stream_error"]))
-            lines.append(f"| {r['name']} | {g} | { {True: 'yes', False: 'NO', None: 'n/a (cubin)'}[r['same_cuda_source']] } | {_f(x['measured_us'])} | {_f(x['kernel_sum_us'])} | "
+            lines.append(f"| {r['name']} | {g} | {x.get('build', '?')} | { {True: 'yes', False: 'NO', None: 'n/a (cubin)'}[r['same_cuda_source']] } | {_f(x['measured_us'])} | {_f(x['kernel_sum_us'])} | "
                          f"{_f(x['predicted_us'])} | {x['error']:+.1%} | {_f(x['stream_us'])} | {x['stream_error']:+.1%} | "
                          f"{_f(x['estimate_us'])} | "
                          f"{x['estimate_error']:+.1%} | {_f(x['predicted_at_build_us'])} | "
