@@ -207,3 +207,13 @@ def test_gpu_run_records_the_bundle_build(tmp_path):
     fb = G.record_build(b, {"cache": 1, "nvcc": 1})
     assert fb["compiler"] == "nvcc" and fb["fallback_from"] == "tvm"
     assert G.record_build({"compiler": "nvcc"}, {"nvcc": 1}) == {"compiler": "nvcc"}
+
+
+def test_tvm_build_refuses_what_is_not_a_bundle(tmp_path, capsys):
+    from costpass.measure import tvm_build as TB
+
+    assert TB.main([str(tmp_path / "missing")]) == 2
+    assert TB.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("tvm_build: error:") == 2 and "not a bundle" in err
+    assert not (tmp_path / "cubins").exists() and not (tmp_path / "BUILD.json").exists()

@@ -3,8 +3,9 @@
 TVM's build calls the global ``tvm_callback_cuda_compile`` (``tvm/support/nvcc.py``: NVRTC by default, with
 ``--use_fast_math`` and ``--ptxas-options=--register-usage-level=10``). The measuring code's own command
 (``nvcc_cmd``: ``nvcc -O3``) makes different code: on the H100 the same CUDA source ran up to 1.5x slower that
-way (benchmarks/results/build_path.md). Run on the GPU machine with the full TVM wheel (and the CUDA toolkit and
-cuda-bindings found there): every CUDA source of the bundle (``sources/*.cu`` and the sources embedded in
+way (benchmarks/results/build_path.md). Run where TVM's compile works: the GPU machine with the full TVM wheel,
+or this CPU machine with ``cuda-bindings`` and ``nvidia-cuda-nvrtc==13.0.88`` (``CUDA_PATH`` naming the CUDA 13.0
+toolkit; its cubins are byte for byte the GPU machine's). Every CUDA source of the bundle (``sources/*.cu`` and the sources embedded in
 ``libs/*.so``) is compiled by TVM's own callback, in parallel, into ``cubins/<sha256>.cubin`` (the caller empties
 ``cubins/`` first: ``tvm_round.sh``), and ``BUILD.json`` records how, once every source is done; ``gpu_run.py`` copies it into every record's ``build``.
 
@@ -81,12 +82,12 @@ def build(bundle: str, jobs: int = 16, arch: str = "sm_90a", compile_one=_compil
     """Compile every source of ``bundle`` with TVM's callback into ``cubins/``; write ``BUILD.json``.
     ``compile_one`` / ``info``: a stand-in compiler (a top-level function, run in worker processes) and its
     description, for tests."""
-    cub = Path(bundle, "cubins")
-    cub.mkdir(exist_ok=True)
-    info = dict(info) if info is not None else describe()
     done_marker = Path(bundle, "BUILD.json")
     if done_marker.exists():
         return json.loads(done_marker.read_text())
+    cub = Path(bundle, "cubins")
+    cub.mkdir(exist_ok=True)
+    info = dict(info) if info is not None else describe()
     srcs = bundle_sources(bundle)
     t0 = time.time()
     # a cubin already there is TVM's from an interrupted run: the caller empties cubins/ before the first one
@@ -112,7 +113,16 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=16)
     ap.add_argument("--arch", default="sm_90a", help="the bundle's target arch (default sm_90a)")
     a = ap.parse_args(argv)
-    print(json.dumps(build(a.bundle, a.jobs, a.arch)), flush=True)
+    if not Path(a.bundle, "libs").is_dir() and not Path(a.bundle, "sources").is_dir():
+        print(f"tvm_build: error: {a.bundle} is not a bundle (no libs/ or sources/)", file=sys.stderr)
+        return 2
+    try:
+        info = build(a.bundle, a.jobs, a.arch)
+    except ImportError as e:
+        print(f"tvm_build: error: TVM's compile is not available here ({e}); it needs the full TVM wheel",
+              file=sys.stderr)
+        return 2
+    print(json.dumps(info), flush=True)
     return 0
 
 
