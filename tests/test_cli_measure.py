@@ -308,6 +308,10 @@ def test_measure_writes_records_and_resumes(tmp_path):
     assert ok.flops == 2 * 1024 ** 3 and ok.correctness is None
     assert ok.timing["method"] == "tvm_time_evaluator" and ok.timing["repeat"] == 3
     assert ok.timing["l2_flush"] is False and ok.trace_json == [[], []]
+    # MetaSchedule's runner runs what TVM's own compile made: the model code counts it as TVM's build
+    assert ok.build["compiler"] == "tvm" and ok.build["via"] == "MetaSchedule local runner"
+    from costpass import data
+    assert data.build_kind(ok) == "tvm"
     assert recs["c2"].status == "timeout" and recs["c3"].status == "run_error"
     assert "illegal memory access" in recs["c3"].error and recs["c3"].median_ms is None
     assert recs["c4"].status == "build_error" and "build failed" in recs["c4"].error

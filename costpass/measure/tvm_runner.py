@@ -362,6 +362,10 @@ def measure(cands: list, out: str, *, target, builder, runner, device: dict, cfg
                    "timeout_s": cfg.timeout_s}
     if cfg.kind == "rpc":
         timing_base["rpc"] = {"tracker": f"{cfg.tracker_host}:{cfg.tracker_port}", "key": cfg.key}
+    # MetaSchedule's builder and runner compile with TVM's own tvm_callback_cuda_compile (nothing here replaces it):
+    # the build TVM deploys (costpass.data.build_kind "tvm"); an RPC server compiles with its own TVM's settings
+    build = {"compiler": "tvm", "callback": "tvm.support.nvcc.tvm_callback_cuda_compile", "via": f"MetaSchedule {cfg.kind} runner",
+             "mode": os.environ.get("TVM_CUDA_COMPILE_MODE", "nvrtc").lower() if cfg.kind == "local" else UNKNOWN}
 
     def record(c, wl, status, clocks, **kw):
         d = dict(workload=c.workload, candidate_id=c.id, status=status, origin=c.origin, tag=tag,
@@ -370,7 +374,7 @@ def measure(cands: list, out: str, *, target, builder, runner, device: dict, cfg
                  sm_count=device.get("sm_count"), l2_bytes=device.get("l2_bytes"), clocks=clocks,
                  date=now_iso(), costpass_commit=commit, tvm_version=tvm_version, seed=c.seed,
                  params=dict(wl.params), flops=wl.flops, min_bytes=wl.min_bytes, correctness=None,
-                 trace_json=c.trace_json, target=str(target))
+                 trace_json=c.trace_json, target=str(target), build=build)
         d.update(kw)
         return R.Record.from_dict(d)
 
