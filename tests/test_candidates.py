@@ -198,9 +198,9 @@ def test_gpu_run_records_the_bundle_build(tmp_path):
     from costpass.measure import gpu_run as G
     from costpass.measure import nvcc_cmd as N
 
-    assert G.bundle_build(str(tmp_path)) == {"compiler": "nvcc", "flags": list(N.FLAGS)}
+    assert N.build_of(str(tmp_path)) == {"compiler": "nvcc", "flags": list(N.FLAGS)}
     (tmp_path / "BUILD.json").write_text(json.dumps({"compiler": "tvm", "mode": "nvrtc"}))
-    b = G.bundle_build(str(tmp_path))
+    b = N.build_of(str(tmp_path))
     assert b == {"compiler": "tvm", "mode": "nvrtc"}
     assert G.record_build(b, {"cache": 1}) == b
     # a cubin the bundle lacked was compiled with nvcc on the GPU machine: the record says so

@@ -224,16 +224,6 @@ class CubinCache:
         return out
 
 
-def bundle_build(bundle: str) -> dict:
-    """How the bundle's cubins were made: ``BUILD.json`` (written by ``tvm_build.py``: TVM's own compile) when
-    the bundle has one, else the measuring code's nvcc command (``nvcc_cmd.FLAGS``)."""
-    p = os.path.join(bundle, "BUILD.json")
-    if os.path.exists(p):
-        with open(p) as f:
-            return json.load(f)
-    return {"compiler": "nvcc", "flags": list(N.FLAGS)}
-
-
 def record_build(build: dict, compiled: dict) -> dict:
     """A record's ``build``: the bundle's, unless a cubin was missing and compiled here with nvcc."""
     if build.get("compiler") != "nvcc" and (compiled.get("nvcc") or compiled.get("nvcc_cache")):
@@ -620,7 +610,7 @@ def child_main(a) -> int:
     cache = CubinCache(os.path.join(bundle, "cubins"), arch,
                        use_cache=(arch == "sm_90a"))  # bundle cubins are sm_90a
     setup_tvm(cache)
-    build = bundle_build(bundle)
+    build = N.build_of(bundle)
     say("BUILD", json.dumps(build))
     # index of each candidate within its workload in the manifest: the check sample is stable
     pos: dict[str, int] = {}

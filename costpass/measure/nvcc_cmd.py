@@ -17,6 +17,18 @@ import shutil
 FLAGS = ("-O3", "-cubin")
 
 
+def build_of(folder: str | None) -> dict:
+    """How the cubins of ``folder`` (a bundle, a cubin cache) were made: its ``BUILD.json`` (written by
+    ``tvm_build.py``: TVM's own compile) when it has one, else this module's nvcc command."""
+    p = os.path.join(folder, "BUILD.json") if folder else None
+    if p and os.path.exists(p):
+        import json
+
+        with open(p) as f:
+            return json.load(f)
+    return {"compiler": "nvcc", "flags": list(FLAGS)}
+
+
 def find() -> str:
     """``$NVCC``, else nvcc on PATH, else ``/usr/local/cuda/bin/nvcc`` when it exists, else ``"nvcc"``."""
     if os.environ.get("NVCC"):

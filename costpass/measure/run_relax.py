@@ -43,11 +43,7 @@ def cubin_build() -> dict:
     nvcc command. A library that holds cubins (built on a GPU machine) keeps the build it was made with."""
     from costpass.measure import ms_gpu, nvcc_cmd
 
-    p = os.path.join(os.environ.get(ms_gpu.CACHE_ENV) or "", "BUILD.json")
-    if os.environ.get(ms_gpu.CACHE_ENV) and os.path.exists(p):
-        with open(p) as f:
-            return json.load(f)
-    return {"compiler": "nvcc", "flags": list(nvcc_cmd.FLAGS)}
+    return nvcc_cmd.build_of(os.environ.get(ms_gpu.CACHE_ENV))
 
 
 def nvidia_smi() -> dict:

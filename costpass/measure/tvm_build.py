@@ -96,11 +96,8 @@ def build(bundle: str, jobs: int = 16, arch: str = "sm_90a", compile_one=_compil
     failed = {}
     with ProcessPoolExecutor(max(1, jobs)) as pool:
         for sha, err in pool.map(compile_one, jobs_list, chunksize=4):
-            if err:
+            if err:                      # nothing was written for it: gpu_run finds no cubin, never another one
                 failed[sha] = err
-                stale = cub / f"{sha}.cubin"
-                if stale.exists():       # never leave another compiler's cubin under a TVM-built bundle
-                    stale.unlink()
     info.update(arch=arch, sources=len(srcs), failed=len(failed), compile_s=round(time.time() - t0, 1))
     Path(bundle, "BUILD_failures.json").write_text(json.dumps(failed, indent=1))
     done_marker.write_text(json.dumps(info, indent=1))
