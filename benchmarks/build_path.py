@@ -77,8 +77,15 @@ def main(argv=None) -> int:
     t0 = time.time()
     traces = E.trace_index()
     ex = E.Extractor(progress=not a.no_progress)
-    ds = {b: E.load_dataset(a.gpu, traces=traces, extractor=ex, with_perstore=True, build=b) for b in ("nvcc", "tvm")}
+    try:
+        ds = {b: E.load_dataset(a.gpu, traces=traces, extractor=ex, with_perstore=True, build=b) for b in ("nvcc", "tvm")}
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"build_path: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
     common = sorted(set(ds["nvcc"].ids) & set(ds["tvm"].ids))
+    if len({w for c, w in zip(ds["tvm"].ids, ds["tvm"].workloads) if c in set(common)}) < 2:
+        print(f"build_path: error: datasets/{a.gpu} holds fewer than 2 workloads measured in both builds", file=sys.stderr)
+        return 2
     for b in ds:
         pos = {c: i for i, c in enumerate(ds[b].ids)}
         ds[b] = ds[b].subset([pos[c] for c in common])
