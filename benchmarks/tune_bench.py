@@ -369,6 +369,20 @@ def _top_traces(wd: Path, k: int) -> list:
     return sorted(best.values(), key=lambda x: x[1])[:k]
 
 
+def distinct_schedules(db_dirs: list[str]) -> dict:
+    """Per run (folder name): [database records, distinct schedules among them]. MetaSchedule's search forgets what
+    the database holds when a run resumes (`EvolutionarySearch`'s measured set starts empty), so a resumed run can
+    spend trials measuring schedules again; this counts how many trials found something new."""
+    from costpass import tune as T
+    from costpass.measure.candidates import canonical_json, trace_to_json
+
+    out = {}
+    for wd, *_ in _run_dirs(db_dirs):
+        keys = [canonical_json(trace_to_json(r.trace)) for r in T.database_in_order(str(wd))]
+        out[wd.name] = [len(keys), len(set(keys))]
+    return out
+
+
 def cmd_noise(a) -> int:
     """Cross-run timing noise: schedules that two runs of the same task both measured (same trace), the
     ratio of their two tuning-time medians. It bounds how far apart two runs' bests can be by noise alone."""
@@ -577,8 +591,33 @@ def _fmt(v, f=".4f"):
     return "-" if v is None else format(v, f)
 
 
+def load_runs(specs: list[str]) -> list[dict]:
+    """Run records from ``DIR`` or ``DIR:MODEL[,MODEL]`` specs (the second form keeps only those cost models'
+    runs, so that one report can take costpass's runs from one batch and the others' from another). Two
+    records of one (task, model, seed, trials) are refused: which one counts must be said, not guessed."""
+    runs, seen = [], {}
+    for spec in specs:
+        folder, _, models = spec.partition(":")
+        keep = set(models.split(",")) if models else None
+        for p in sorted(Path(folder).glob("*.json")):
+            r = json.loads(p.read_text())
+            if keep is not None and r.get("cost_model") not in keep:
+                continue
+            r.setdefault("run_id", p.stem)  # the records of the first batch carry no requested_trials
+            key = _parse_run_id(r["run_id"]) or (r.get("workload"), r.get("cost_model"), r.get("seed"))
+            if key in seen:
+                raise ValueError(f"two run records of {key}: {seen[key]} and {p} (name the models each folder gives)")
+            seen[key] = p
+            runs.append(r)
+    return runs
+
+
 def cmd_report(a) -> int:
-    runs = [json.loads(p.read_text()) for p in sorted(Path(a.runs).glob("*.json"))]
+    try:
+        runs = load_runs(a.runs)
+    except ValueError as e:
+        print(f"tune_bench report: error: {e}", file=sys.stderr)
+        return 2
     vendor = json.loads(Path(a.vendor).read_text())["refs"] if a.vendor else {}
     zs = json.loads(Path(a.zero_shot).read_text())["zero_shot"] if a.zero_shot else {}
     noise = json.loads(Path(a.noise).read_text()) if a.noise else None
@@ -645,10 +684,27 @@ def cmd_report(a) -> int:
     for t, row in tasks.items():
         lines.append(f"| {t} | " + " | ".join("/".join(_fmt(w, ".0f") for w in row["models"].get(m, {}).get("wall_s", []))
                                              or "-" for m in models) + " |")
+    distinct = None
+    if a.db_dirs:
+        from costpass.cli import preload_tensor_intrinsics
+
+        preload_tensor_intrinsics()  # databases of tensor-core runs name the wmma intrinsics
+        distinct = distinct_schedules(a.db_dirs)
+        lines += ["", "Distinct schedules among each run's database records (seeds 0/1; a resumed run can measure a "
+                  "schedule again: MetaSchedule's search does not load what the database already holds):", "",
+                  "| task | costpass | XGBModel | random |", "|---|---:|---:|---:|"]
+        for t in tasks:
+            cells = []
+            for m in models:
+                got = [distinct.get(r.get("run_id")) for r in sorted(runs, key=lambda r: r["seed"])
+                       if r["workload"] == t and r["cost_model"] == m]
+                cells.append("/".join(f"{d[1]} of {d[0]}" for d in got if d) or "-")
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(str(out) + ".md").write_text("\n".join(lines) + "\n")
-    Path(str(out) + ".json").write_text(json.dumps({"tasks": tasks, "summary": summary}, indent=1, default=str))
+    Path(str(out) + ".json").write_text(json.dumps({"tasks": tasks, "summary": summary, **({"distinct_schedules": distinct}
+                                                    if distinct is not None else {})}, indent=1, default=str))
     _plot(runs, vendor, Path(str(out) + ".png"))
     print("\n".join(lines))
     return 0
@@ -760,15 +816,19 @@ def main(argv=None) -> int:
     q.add_argument("--out", required=True, help="path without suffix: writes .md and .json")
     q.add_argument("--preamble", default="", help="text above the table (what was measured, where, caveats)")
     p = sub.add_parser("report")
-    p.add_argument("--runs", required=True, help="folder of run records (from `collect`)")
+    p.add_argument("--runs", required=True, action="append",
+                   help="folder of run records (from `collect`), or FOLDER:MODEL[,MODEL] to take only those cost "
+                        "models' runs from it; repeatable")
     p.add_argument("--vendor", help="vendor.json from `run --vendor`")
     p.add_argument("--zero-shot", help="zero_shot.json from `run --zero-shot-dir`")
     p.add_argument("--preamble", default="", help="text above the table (what was run, where, caveats)")
     p.add_argument("--noise", help="output of `noise` (per-task cross-run timing noise): adds trials-to-match within it")
+    p.add_argument("--db-dirs", nargs="+", help="folders of the runs' databases: adds how many distinct schedules each run measured (a run found in two folders: the later one counts)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tune_bench"))
     a = ap.parse_args(argv)
-    must_exist = list(getattr(a, "db_dirs", None) or []) + [getattr(a, k) for k in ("bundle", "records", "runs", "vendor", "zero_shot", "noise")
+    must_exist = list(getattr(a, "db_dirs", None) or []) + [getattr(a, k) for k in ("bundle", "records", "vendor", "zero_shot", "noise")
                                                            if isinstance(getattr(a, k, None), str)]  # run --vendor: a flag
+    must_exist += [r.partition(":")[0] for r in (getattr(a, "runs", None) or []) if isinstance(r, str)]
     missing = [p for p in must_exist if not Path(p).exists()]
     if missing:
         print(f"tune_bench {a.cmd}: error: not found: {', '.join(missing)}", file=sys.stderr)

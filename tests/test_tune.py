@@ -227,3 +227,29 @@ def test_harness_compare_summary(tmp_path, capsys):
                              "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope.jsonl" in err and not (tmp_path / "x.md").exists()
+
+
+def test_report_runs_from_two_batches(tmp_path, capsys):
+    """`report --runs A:costpass --runs B:xgb,random`: costpass's runs from one batch, the others' from another;
+    a (task, model, seed, trials) given twice is refused with both files named."""
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    def rec(folder, model, best):
+        folder.mkdir(exist_ok=True)
+        r = dict(workload="t", cost_model=model, seed=0, requested_trials=4, trials=2, history_ms=[2 * best, best],
+                 best_ms=best)
+        (folder / f"t__{model}__s0__t4.json").write_text(json.dumps(r))
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for m, b in (("costpass", 9.0), ("xgb", 2.0), ("random", 3.0)):
+        rec(old, m, b)
+    rec(new, "costpass", 1.0)
+    runs = B.load_runs([f"{new}:costpass", f"{old}:xgb,random"])
+    assert sorted((r["cost_model"], r["best_ms"]) for r in runs) == [("costpass", 1.0), ("random", 3.0), ("xgb", 2.0)]
+    with pytest.raises(ValueError, match="two run records"):
+        B.load_runs([str(new), str(old)])
+    assert B.main(["report", "--runs", str(new), "--runs", str(old), "--out", str(tmp_path / "o")]) == 2
+    assert "t__costpass__s0__t4.json" in capsys.readouterr().err and not (tmp_path / "o.md").exists()
+    assert B.main(["report", "--runs", f"{new}:costpass", "--runs", f"{old}:xgb,random", "--out", str(tmp_path / "o")]) == 0
+    assert "| t |" in (tmp_path / "o.md").read_text()
