@@ -541,6 +541,9 @@ def tune(prepared, target, work_dir: str, *, trials: int, gpu, runner: str = "no
         strategy = ms.search_strategy.EvolutionarySearch(
             population_size=opt.population, init_min_unmeasured=min(50, max(2, opt.population // 8)),
             genetic_num_iters=opt.genetic_iters)
+        if done:  # resuming: MetaSchedule's search would measure the database's schedules again
+            from .tune import skip_measured
+            strategy = skip_measured(strategy, [r for v in before.values() for r in v])
         ctxs, weights, simt = tune_contexts(tasks, target, work_dir, strategy, opt.seed,
                                             opt.num_threads if opt.num_threads is not None else "physical",
                                             opt.verbose)
@@ -570,6 +573,8 @@ def tune(prepared, target, work_dir: str, *, trials: int, gpu, runner: str = "no
         ms.tune.tune_tasks(tasks=ctxs, task_weights=weights, work_dir=work_dir, max_trials_global=remaining,
                            num_trials_per_iter=min(opt.trials_per_iter, remaining), builder=builder,
                            runner=run, database=db, cost_model=cm)
+        if done:
+            summary["skipped_as_measured"] = strategy.stats["skipped"]
     summary["wall_s"] = time.perf_counter() - t0
     after = _records_by_task(db, tasks)
     summary["trials_run"] = sum(len(v) for v in after.values()) - done

@@ -162,6 +162,83 @@ def replay_database(cost_model, work_dir: str, mod, target, batch: int = 32) -> 
     return len(recs)
 
 
+def measured_modules(records) -> set:
+    """Structural hashes of the scheduled modules of tuning records (as MetaSchedule's search keys the schedules it
+    measured: the database's module equality, structural by default)."""
+    from tvm_ffi import structural_hash
+
+    return {structural_hash(r.as_measure_candidate().sch.mod) for r in records}
+
+
+def _make_skip_measured():
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.runner import RunnerResult
+    from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
+
+    @derived_object
+    class SkipMeasured(PySearchStrategy):
+        """A search strategy that never hands the runner a schedule the database already holds.
+
+        MetaSchedule's ``EvolutionarySearch`` remembers what it measured in memory only (its source: "TODO: add
+        records from the database to avoid re-measuring"). A resumed run starts with that set empty, and its
+        cost model, fed the database, steers the search straight back to the best schedules already measured:
+        resumed five or six times, costpass's 256-trial softmax runs of 2026-11-24 measured 99 and 104 distinct
+        schedules in 256 trials (``benchmarks/results/tune_bench_256_tvm.md``). This wraps the inner
+        search: candidates whose module is in ``measured`` are taken out of each batch (the inner search is told
+        they ran, so it counts them and remembers them), and only new ones count as trials. The inner search
+        may propose each known module once, so it gets ``max_trials + len(measured)`` to draw from."""
+
+        def __init__(self, inner, measured: set, stats: dict | None = None):
+            self.inner, self.measured = inner, set(measured)
+            self.left = 0
+            self.stats = {"skipped": 0} if stats is None else stats  # shared with clones (MetaSchedule tunes a clone)
+
+        def _initialize_with_tune_context(self, context) -> None:
+            self.inner._initialize_with_tune_context(context)
+
+        def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None):
+            self.left = max_trials
+            self.inner.pre_tuning(max_trials + len(self.measured), num_trials_per_iter, design_spaces, database,
+                                  cost_model)
+
+        def post_tuning(self) -> None:
+            self.inner.post_tuning()
+
+        def generate_measure_candidates(self):
+            from tvm_ffi import structural_hash
+
+            while self.left > 0:
+                cands = self.inner.generate_measure_candidates()
+                if cands is None:
+                    return None
+                new, old = [], []
+                for c in cands:
+                    (old if structural_hash(c.sch.mod) in self.measured else new).append(c)
+                new, extra = new[:self.left], new[self.left:]
+                done = old + extra  # not run: the inner search still counts them
+                if done:
+                    self.inner.notify_runner_results(done, [RunnerResult(None, "in the database already")] * len(done))
+                self.stats["skipped"] += len(old)
+                if new:
+                    self.left -= len(new)
+                    return new
+            return None
+
+        def notify_runner_results(self, measure_candidates, results) -> None:
+            self.inner.notify_runner_results(measure_candidates, results)
+
+        def clone(self):
+            return SkipMeasured(self.inner.clone(), self.measured, self.stats)
+
+    return SkipMeasured
+
+
+def skip_measured(inner, records):
+    """``inner`` (a MetaSchedule search strategy) wrapped so that a resumed run measures none of ``records``'
+    schedules again (:func:`_make_skip_measured`). One wrapper can serve several tasks: their modules differ."""
+    return _make_skip_measured()(inner, measured_modules(records))
+
+
 def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
     """Tune ``cfg.workload`` for up to ``cfg.trials`` trials in total (trials already in ``cfg.work_dir``'s
     database count: a second call resumes). ``builder``/``runner``: MetaSchedule objects (see
@@ -184,15 +261,20 @@ def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
         strategy = ms.search_strategy.EvolutionarySearch(population_size=cfg.population,
                                                           init_min_unmeasured=min(50, cfg.population // 2))
         cost_model = make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed)
-        if done:  # resuming: the cost model learns what the earlier calls measured, as it would have
+        if done:  # resuming: the cost model learns what the earlier calls measured, as it would have,
+            # and the search skips what the database holds (MetaSchedule's search would measure it again)
             n = replay_database(cost_model, cfg.work_dir, wl.mod(), target, cfg.trials_per_iter)
-            logger.info("%s/%s: replayed %d trials from the database into the cost model", cfg.workload,
-                        cfg.cost_model, n)
+            strategy = skip_measured(strategy, database_in_order(cfg.work_dir))
+            logger.info("%s/%s: replayed %d trials from the database into the cost model; the search skips "
+                        "their schedules", cfg.workload, cfg.cost_model, n)
         # max_trials_global counts this call's trials only (not those already in the database)
         ms.tune_tir(mod=wl.mod(), target=target, work_dir=cfg.work_dir, max_trials_global=left,
                     num_trials_per_iter=min(cfg.trials_per_iter, left), builder=builder, runner=runner,
                     database=db, cost_model=cost_model,
                     strategy=strategy, num_tuning_cores=cfg.num_cores or "physical", seed=cfg.seed)
+        if done:
+            logger.info("%s/%s: %d proposals were in the database already and were not run again", cfg.workload,
+                        cfg.cost_model, strategy.stats["skipped"])
     hist, best = history(cfg.work_dir), best_record(db)
     res = TuneResult(cfg.workload, cfg.gpu, cfg.cost_model, cfg.seed, len(hist), time.time() - t0, hist,
                      failed=sum(t is None for t in hist), model_path=cfg.model_path)

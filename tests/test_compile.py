@@ -152,6 +152,18 @@ def test_tuning_records_failures_and_resumes(compiled):
                             options=compiled["opt"])
     assert again.tuning["trials_run"] == 0 and again.tuning["records_before"] == t["records"]
     assert [k.name for k in again.kernels] == [k.name for k in r.kernels]
+    # more trials in a copy of the work dir: the resumed search runs none of the database's schedules again
+    import shutil
+    from tvm_ffi import structural_hash
+    more = str(compiled["dir"] / "work_more")
+    shutil.copytree(work, more)
+    grown = C.compile_model(compiled["model"], "h100", runner="none", trials=TRIALS + 8, work_dir=more,
+                            options=compiled["opt"])
+    assert grown.tuning["records"] == t["records"] + grown.tuning["trials_run"] and grown.tuning["trials_run"] >= 8
+    assert "skipped_as_measured" in grown.tuning
+    recs = C.open_database(more).get_all_tuning_records()
+    mods = [structural_hash(x.as_measure_candidate().sch.mod) for x in recs]
+    assert len(mods) == grown.tuning["records"] == len(set(mods))
     # a work dir tuned another way is refused
     with pytest.raises(C.CompileError, match="fresh --work-dir"):
         C.compile_model(compiled["model"], "h200", runner="none", trials=TRIALS + 4, work_dir=work,

@@ -30,6 +30,27 @@ def test_zero_shot_search_and_resume(tmp_path):
     _check_replay(cfg.work_dir, res.history_ms)
 
 
+def _resume_in_steps(work_dir, monkeypatch=None):
+    """Four calls of 8 trials each, each one resuming the last: (records, distinct scheduled modules)."""
+    from tvm_ffi import structural_hash
+
+    b, r = T.model_builder_runner("h100")
+    for n in (8, 16, 24, 32):
+        T.tune(T.TuneConfig(workload="softmax_attn_fp32", work_dir=work_dir, trials=n, trials_per_iter=8,
+                            population=32, seed=1), b, r)
+    hashes = [structural_hash(x.as_measure_candidate().sch.mod) for x in T.database_in_order(work_dir)]
+    return len(hashes), len(set(hashes))
+
+
+def test_resumed_search_measures_nothing_twice(tmp_path, monkeypatch):
+    """MetaSchedule's search forgets on resume what it measured; with the cost model replayed, it proposes the
+    database's best schedules again. costpass's resume skips them: 32 trials over four calls, 32 schedules."""
+    assert _resume_in_steps(str(tmp_path / "fixed")) == (32, 32)
+    monkeypatch.setattr(T, "measured_modules", lambda records: set())  # skip nothing: MetaSchedule's own resume
+    n, distinct = _resume_in_steps(str(tmp_path / "plain"))
+    assert n == 32 and distinct < 28
+
+
 def _check_replay(work_dir, history_ms):
     """A resumed run feeds what its database holds to the fresh cost model: in commit order, in batches,
     failed trials as failed runner results."""
