@@ -1,5 +1,5 @@
 #!/bin/bash
-# One call on a machine where the full TVM wheel is staged in /tmp/site (stage2.sh). Carry .whl,
+# One call on a machine where the full TVM wheel is staged in /tmp/site (stage1.sh, stage2.sh, stage3.sh). Carry .whl,
 # carry/cw_prefill (the prefill library's tuning database, 192 trials measured with --runner local),
 # carry/oc_failed.tar.xz (the 5 failed and 3 best trials of the output-checked attention tuning run) and
 # carry/retime256.tar.xz. Everything comes back in $OUT/all.tgz.

@@ -1,5 +1,5 @@
 #!/bin/bash
-# One call on a machine where the full TVM wheel is staged in /tmp/site (stage2.sh): the harness comparison on
+# One call on a machine where the full TVM wheel is staged in /tmp/site (stage1.sh, stage2.sh, stage3.sh): the harness comparison on
 # the seed-0 re-timing bundle, then the checked re-timing of all 43 runs' bests. Carry .whl,
 # carry/retime256.tar.xz, carry/retime256b.tar.xz. Results under $OUT/harness and $OUT/retime256b.
 set -u

@@ -1,6 +1,7 @@
 #!/bin/bash
-# a fresh machine: put back the finished run records and the databases of the runs to resume
-mkdir -p /tmp/t256/runs /tmp/costpass_tune256
-cp -n carry/tune/state/t256/runs/*.json /tmp/t256/runs/
-cp -rn carry/tune/state/wd/* /tmp/costpass_tune256/
-ls /tmp/t256/runs | wc -l; wc -l /tmp/costpass_tune256/*/database_tuning_record.json
+# A fresh machine: put back the finished run records and the databases of the runs to resume.
+# Arg: a tar.xz of a t4/ folder as tune.sh returns it (t4/runs/*.json, t4/db/RUN/database_*.json)
+mkdir -p /tmp/state /tmp/t4/runs /tmp/costpass_tune4 && tar xJf "$1" -C /tmp/state
+cp -n /tmp/state/t4/runs/*.json /tmp/t4/runs/ 2>/dev/null
+for d in /tmp/state/t4/db/*/; do n=$(basename $d); mkdir -p /tmp/costpass_tune4/$n; cp -n $d/database_*.json /tmp/costpass_tune4/$n/; done
+ls /tmp/t4/runs/*.json 2>/dev/null | wc -l; wc -l /tmp/costpass_tune4/*/database_tuning_record.json | tail -20

@@ -3,7 +3,7 @@
 # runs of costpass and XGBModel on the prefill GEMM and the decode GEMV (4 at once, as the 256-trial batches
 # ran), then their 3 best schedules each re-timed by gpu_run.py (outputs checked) and by
 # benchmarks/harness_compare.py (events, time_evaluator, MetaSchedule's runner). Needs the full TVM wheel in
-# /tmp/site (stage2.sh). Carry carry/tune/models_v3. Everything comes back in $OUT/all.tgz.
+# /tmp/site (stage1.sh, stage2.sh, stage3.sh). Carry carry/tune/models_v3. Everything comes back in $OUT/all.tgz.
 set -u
 R=$OUT/res; mkdir -p $R/wd; T0=$(date +%s)
 export PYTHONPATH=/tmp/site:$PWD COSTPASS_CUBIN_CACHE=/tmp/cubins PYTHONUNBUFFERED=1
