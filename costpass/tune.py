@@ -217,7 +217,8 @@ def _make_skip_measured():
                 new, extra = new[:self.left], new[self.left:]
                 done = old + extra  # not run: the inner search still counts them
                 if done:
-                    self.inner.notify_runner_results(done, [RunnerResult(None, "in the database already")] * len(done))
+                    skip = RunnerResult(None, "not run: in the database already, or over the budget")
+                    self.inner.notify_runner_results(done, [skip] * len(done))
                 self.stats["skipped"] += len(old)
                 if new:
                     self.left -= len(new)
