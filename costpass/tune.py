@@ -143,14 +143,15 @@ def database_in_order(work_dir: str) -> list:
     return [ms.database.TuningRecord.from_json(rec, workloads[i]) for i, rec in rows]
 
 
-def replay_database(cost_model, work_dir: str, mod, target, batch: int = 32) -> int:
+def replay_database(cost_model, work_dir: str, mod, target, batch: int = 32, records: list | None = None) -> int:
     """Feed the trials already in ``work_dir``'s database to a fresh ``cost_model``, ``batch`` at a time in
     commit order, as the search fed them when it measured them. MetaSchedule does not do this when a run
     resumes, so without it a resumed XGBModel would start untrained while costpass keeps its pre-trained
-    model. Failed trials go in as failed runner results (as the runner reported them). Returns the count."""
+    model. Failed trials go in as failed runner results (as the runner reported them). ``records``: the work_dir's
+    :func:`database_in_order`, when the caller has read them already. Returns the count."""
     from tvm.s_tir import meta_schedule as ms
 
-    recs = database_in_order(work_dir)
+    recs = database_in_order(work_dir) if records is None else records
     if not recs:
         return 0
     ctx = ms.TuneContext(mod=mod, target=target, task_name="main")
@@ -264,8 +265,9 @@ def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
         cost_model = make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed)
         if done:  # resuming: the cost model learns what the earlier calls measured, as it would have,
             # and the search skips what the database holds (MetaSchedule's search would measure it again)
-            n = replay_database(cost_model, cfg.work_dir, wl.mod(), target, cfg.trials_per_iter)
-            strategy = skip_measured(strategy, database_in_order(cfg.work_dir))
+            recs = database_in_order(cfg.work_dir)
+            n = replay_database(cost_model, cfg.work_dir, wl.mod(), target, cfg.trials_per_iter, records=recs)
+            strategy = skip_measured(strategy, recs)
             logger.info("%s/%s: replayed %d trials from the database into the cost model; the search skips "
                         "their schedules", cfg.workload, cfg.cost_model, n)
         # max_trials_global counts this call's trials only (not those already in the database)
