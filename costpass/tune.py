@@ -65,8 +65,12 @@ class TuneResult:
         return asdict(self)
 
 
-def make_cost_model(kind: str, gpu: str = "h100", model_path: str | None = None, seed: int = 0):
-    """A MetaSchedule cost model by name: ``costpass``, ``xgb`` or ``random``."""
+def make_cost_model(kind: str, gpu: str = "h100", model_path: str | None = None, seed: int = 0,
+                    num_cores: int | None = None):
+    """A MetaSchedule cost model by name: ``costpass``, ``xgb`` or ``random``. ``num_cores``: the search's threads;
+    XGBModel trains with as many, as MetaSchedule's own ``tune`` sets it up (``CostModel.create(...,
+    num_tuning_cores=num_cores)``). Left at None, XGBoost takes every physical core, which runs sharing the machine
+    fight over: on 2026-11-24, 12 runs on 16 cores, one XGBModel update took ~60 s."""
     from tvm.s_tir import meta_schedule as ms
 
     if kind == "costpass":
@@ -74,7 +78,8 @@ def make_cost_model(kind: str, gpu: str = "h100", model_path: str | None = None,
 
         return CostModel(gpu=gpu, model_path=model_path)
     if kind == "xgb":
-        return ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True)
+        return ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True,
+                                      num_tuning_cores=num_cores)
     if kind == "random":
         return ms.cost_model.RandomModel(seed=seed)
     raise ValueError(f"unknown cost model {kind!r}; known: {', '.join(COST_MODELS)}")
@@ -262,7 +267,7 @@ def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
     if left:
         strategy = ms.search_strategy.EvolutionarySearch(population_size=cfg.population,
                                                           init_min_unmeasured=min(50, cfg.population // 2))
-        cost_model = make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed)
+        cost_model = make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed, cfg.num_cores)
         if done:  # resuming: the cost model learns what the earlier calls measured, as it would have,
             # and the search skips what the database holds (MetaSchedule's search would measure it again)
             recs = database_in_order(cfg.work_dir)

@@ -84,6 +84,8 @@ def _check_replay(work_dir, history_ms):
     T.replay_database(xgb, work_dir, W.get("softmax_attn_fp32").mod(), cuda_target())
     assert xgb.data_size == 5  # TVM's XGBModel took all five (the failed one at its 1e10 s)
     assert isinstance(xgb, ms.cost_model.XGBModel)
+    # XGBoost trains with the search's threads, as MetaSchedule's own tune() sets it up
+    assert T.make_cost_model("xgb", num_cores=2).config.nthread == 2
 
 
 def test_best_after():
