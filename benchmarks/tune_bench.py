@@ -194,22 +194,34 @@ def cmd_run(a) -> int:
 
         _write_vendor(tasks, W.get, refs_path)
 
-    zs_out = out / "zero_shot.json"
-    if a.zero_shot_dir and not zs_out.exists() and time.time() - t_start < a.budget_s + a.grace_s:
-        res = {}
-        for t in tasks:
-            p = Path(a.zero_shot_dir) / f"{t}.json"
-            if not p.exists():
-                continue
-            z = json.loads(p.read_text())
-            try:
-                res[t] = dict(_measure_trace(t, z["best_trace"], a.gpu), predicted_ms=z.get("best_ms"))
-            except Exception as e:  # noqa: BLE001
-                res[t] = {"error": f"{type(e).__name__}: {e}"}
-            print(f"[zero-shot] {t}: {res[t]}", flush=True)
-        zs_out.write_text(json.dumps({"gpu_info": _gpu_info(), "zero_shot": res}, indent=1))
+    if a.zero_shot_dir and not (out / "zero_shot.json").exists() and time.time() - t_start < a.budget_s + a.grace_s:
+        time_zero_shot(tasks, Path(a.zero_shot_dir), out, lambda t, trace: _measure_trace(t, trace, a.gpu), _gpu_info)
     print(f"[tune] all done in {time.time() - t_start:.0f} s", flush=True)
     return 0
+
+
+def time_zero_shot(tasks, zs_dir: Path, out: Path, measure, gpu_info) -> dict:
+    """Time each task's zero-shot pick (``zs_dir/TASK.json`` from ``zero-shot``) with ``measure(task, trace)``
+    into ``out/zero_shot.json``. After each task the results so far go to ``zero_shot.partial.json``, so a call cut
+    short by its time limit keeps what it timed (2026-11-24: 4 of 8, the rest lost), and a later call goes on from
+    there. A pick that fails to build or run is recorded with its error."""
+    part = out / "zero_shot.partial.json"
+    old = json.loads(part.read_text()) if part.exists() else None
+    res, gpu = (old["zero_shot"], old["gpu_info"]) if old else ({}, gpu_info())
+    for t in tasks:
+        p = zs_dir / f"{t}.json"
+        if not p.exists() or t in res:
+            continue
+        z = json.loads(p.read_text())
+        try:
+            res[t] = dict(measure(t, z["best_trace"]), predicted_ms=z.get("best_ms"))
+        except Exception as e:  # noqa: BLE001
+            res[t] = {"error": f"{type(e).__name__}: {e}"}
+        print(f"[zero-shot] {t}: {res[t]}", flush=True)
+        part.write_text(json.dumps({"gpu_info": gpu, "zero_shot": res, "complete": False}, indent=1))
+    (out / "zero_shot.json").write_text(json.dumps({"gpu_info": gpu, "zero_shot": res}, indent=1))
+    part.unlink(missing_ok=True)
+    return res
 
 
 def _write_vendor(tasks, get, path: Path) -> dict:

@@ -276,3 +276,40 @@ def test_report_runs_from_two_batches(tmp_path, capsys):
     assert "t__costpass__s0__t4.json" in capsys.readouterr().err and not (tmp_path / "o.md").exists()
     assert B.main(["report", "--runs", f"{new}:costpass", "--runs", f"{old}:xgb,random", "--out", str(tmp_path / "o")]) == 0
     assert "| t |" in (tmp_path / "o.md").read_text()
+
+
+def test_zero_shot_timing_keeps_what_it_timed(tmp_path):
+    """A call cut short while timing zero-shot picks keeps the tasks it timed (zero_shot.partial.json); the next
+    call times only the rest, and a pick that fails is recorded with its error."""
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    zs = tmp_path / "zs"
+    zs.mkdir()
+    for t, ms in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        (zs / f"{t}.json").write_text(json.dumps({"best_trace": t, "best_ms": ms}))
+    timed = []
+
+    def cut_after_one(task, trace):
+        if timed:
+            raise KeyboardInterrupt  # the call's time limit
+        timed.append(task)
+        return {"median_ms": 10.0}
+
+    with pytest.raises(KeyboardInterrupt):
+        B.time_zero_shot(["a", "b", "c"], zs, tmp_path, cut_after_one, lambda: {"name": "gpu1"})
+    part = json.loads((tmp_path / "zero_shot.partial.json").read_text())
+    assert part["zero_shot"] == {"a": {"median_ms": 10.0, "predicted_ms": 1.0}} and not (tmp_path / "zero_shot.json").exists()
+
+    def second_call(task, trace):
+        timed.append(task)
+        if task == "c":
+            raise RuntimeError("build failed")
+        return {"median_ms": 20.0}
+
+    res = B.time_zero_shot(["a", "b", "c"], zs, tmp_path, second_call, lambda: {"name": "gpu2"})
+    assert timed == ["a", "b", "c"]  # a timed once
+    assert res["b"] == {"median_ms": 20.0, "predicted_ms": 2.0} and res["c"] == {"error": "RuntimeError: build failed"}
+    done = json.loads((tmp_path / "zero_shot.json").read_text())
+    assert done["gpu_info"] == {"name": "gpu1"} and done["zero_shot"]["a"]["median_ms"] == 10.0
+    assert not (tmp_path / "zero_shot.partial.json").exists()
