@@ -313,3 +313,14 @@ def test_zero_shot_timing_keeps_what_it_timed(tmp_path):
     done = json.loads((tmp_path / "zero_shot.json").read_text())
     assert done["gpu_info"] == {"name": "gpu1"} and done["zero_shot"]["a"]["median_ms"] == 10.0
     assert not (tmp_path / "zero_shot.partial.json").exists()
+
+
+def test_miss_cost_to_exceed():
+    """The trials each miss would need for the geometric mean of trials-to-match to reach the target."""
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    assert B.miss_cost_to_exceed([4, 16, None], 16) == pytest.approx(64.0)  # (4 * 16 * 64) ** (1/3) = 16
+    assert B.miss_cost_to_exceed([1, 2], 96) is None
+    x = B.miss_cost_to_exceed([1, 1, None, None], 96)
+    assert B._geomean([1, 1, x, x]) == pytest.approx(96)
