@@ -324,3 +324,30 @@ def test_miss_cost_to_exceed():
     assert B.miss_cost_to_exceed([1, 2], 96) is None
     x = B.miss_cost_to_exceed([1, 1, None, None], 96)
     assert B._geomean([1, 1, x, x]) == pytest.approx(96)
+
+
+def test_search_sim_picks_the_models_favourites_once_each():
+    """benchmarks/search_sim.simulate: each batch is the model's top unmeasured schedules (eps of them at random),
+    no schedule twice, failed ones included as failures, and the model is told what each batch measured."""
+    sys.path.insert(0, "benchmarks")
+    import search_sim as S
+
+    lat = [5.0, 1.0, None, 3.0, 2.0, 4.0, 0.5, 6.0]
+
+    class ByIndex:  # favours high indices; records what it was told
+        def __init__(self):
+            self.told = []
+
+        def predict(self, ctx, cands):
+            return [float(c) for c in cands]
+
+        def update(self, ctx, cands, results):
+            self.told.append([(c, r.run_secs is not None) for c, r in zip(cands, results)])
+
+    m = ByIndex()
+    hist = S.simulate(m, None, list(range(8)), lat, trials=6, per_iter=4, eps=0.0, seed=0)
+    assert hist == [6.0, 0.5, 4.0, 2.0, 3.0, None]  # indices 7,6,5,4 then 3,2
+    assert m.told[1] == [(3, True), (2, False)]
+    assert S.best_after(hist, 2) == 0.5 and S.best_after([None], 1) is None
+    h2 = S.simulate(ByIndex(), None, list(range(8)), lat, trials=8, per_iter=4, eps=0.5, seed=1)
+    assert sorted(map(str, h2)) == sorted(map(str, lat))  # every schedule once, whatever the random picks
