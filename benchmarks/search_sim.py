@@ -76,7 +76,8 @@ def simulate(model, ctx, cands: list, lat: list, trials: int, per_iter: int, eps
         n_rand = int(round(eps * k))
         order = list(np.argsort(-scores, kind="stable"))
         pick = order[:k - n_rand]
-        rest = [j for j in range(len(left)) if j not in set(pick)]
+        taken = set(pick)
+        rest = [j for j in range(len(left)) if j not in taken]
         if n_rand and rest:
             pick += list(rng.choice(rest, size=min(n_rand, len(rest)), replace=False))
         chosen = [left[j] for j in pick]
