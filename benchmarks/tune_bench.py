@@ -79,6 +79,8 @@ def _gpu_info() -> dict:
 # one tuning run (a subprocess of `run`)
 # ---------------------------------------------------------------------------------------------------
 
+EPS_HELP = ("share of each batch MetaSchedule's evolutionary search picks at random (its default 0.05); a run with "
+            "another value is a variant: give it its own --out and compare it with --runs FOLDER:MODEL")
 CHECK_HELP = ("compare each candidate's output with the workload's reference kernel before timing it; a wrong one "
               "fails (off by default: the runs of 2026-11-23/24 did not check, and a protocol stays one protocol)")
 
@@ -96,13 +98,13 @@ def cmd_one(a) -> int:
         model_path = str(p) if p.exists() else None
     cfg = T.TuneConfig(workload=a.task, work_dir=a.work_dir, gpu=a.gpu, cost_model=a.model, trials=a.trials,
                        trials_per_iter=a.per_iter, seed=a.seed, model_path=model_path, num_cores=a.cores,
-                       population=a.population)
+                       population=a.population, eps_greedy=a.eps_greedy)
     check = ms_gpu.output_check(a.task, a.work_dir) if a.check_outputs else None
     res = T.tune(cfg, ms_gpu.gpu_builder(max_workers=a.build_workers), ms_gpu.gpu_runner(check=check))
     out = res.to_json()
     out.update(gpu_info=_gpu_info(), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                costpass_commit=a.commit, per_iter=a.per_iter, cores=a.cores, population=a.population,
-               outputs_checked=bool(a.check_outputs))
+               eps_greedy=a.eps_greedy, outputs_checked=bool(a.check_outputs))
     tmp = a.out + ".part"
     with open(tmp, "w") as f:
         json.dump(out, f)
@@ -170,7 +172,7 @@ def cmd_run(a) -> int:
         cmd = [sys.executable, str(Path(__file__).resolve()), "one", "--task", t, "--model", m, "--seed", str(s),
                "--trials", str(a.trials), "--per-iter", str(a.per_iter), "--work-dir", str(wd), "--out", str(dest),
                "--gpu", a.gpu, "--cores", str(cores), "--build-workers", str(a.build_workers),
-               "--commit", a.commit, "--population", str(a.population)] + (["--model-dir", a.model_dir] if a.model_dir else []) \
+               "--commit", a.commit, "--population", str(a.population), "--eps-greedy", str(a.eps_greedy)] + (["--model-dir", a.model_dir] if a.model_dir else []) \
             + (["--check-outputs"] if a.check_outputs else [])
         left = max(30, a.budget_s + a.grace_s - (time.time() - t_start))
         t0 = time.time()
@@ -792,7 +794,9 @@ def main(argv=None) -> int:
                  ("--population", 512)):
         o.add_argument(k, type=int, default=d)
     o.add_argument("--check-outputs", action="store_true", help=CHECK_HELP)
+    o.add_argument("--eps-greedy", type=float, default=0.05, help=EPS_HELP)
     r = sub.add_parser("run")
+    r.add_argument("--eps-greedy", type=float, default=0.05, help=EPS_HELP)
     r.add_argument("--check-outputs", action="store_true", help=CHECK_HELP)
     r.add_argument("--tasks", default=DEFAULT_TASKS)
     r.add_argument("--models", default="costpass,xgb,random")

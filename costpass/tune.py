@@ -41,6 +41,7 @@ class TuneConfig:
     model_path: str | None = None   # costpass model file; None: the shipped model of ``gpu``
     num_cores: int | None = None    # MetaSchedule's search threads (None: all physical cores)
     population: int = 512           # evolutionary search population (MetaSchedule's default)
+    eps_greedy: float = 0.05        # share of each batch the search picks at random (MetaSchedule's default)
 
 
 @dataclass
@@ -266,7 +267,8 @@ def tune(cfg: TuneConfig, builder, runner, target=None) -> TuneResult:
     t0 = time.time()
     if left:
         strategy = ms.search_strategy.EvolutionarySearch(population_size=cfg.population,
-                                                          init_min_unmeasured=min(50, cfg.population // 2))
+                                                          init_min_unmeasured=min(50, cfg.population // 2),
+                                                          eps_greedy=cfg.eps_greedy)
         cost_model = make_cost_model(cfg.cost_model, cfg.gpu, cfg.model_path, cfg.seed, cfg.num_cores)
         if done:  # resuming: the cost model learns what the earlier calls measured, as it would have,
             # and the search skips what the database holds (MetaSchedule's search would measure it again)
