@@ -153,6 +153,8 @@ def run(a) -> dict:
         t0 = time.time()
         cands, lat, info = pool_of(task, a.db_dirs)
         ok = [x for x in lat if x is not None]
+        if not ok:
+            raise SystemExit(f"search_sim: no measured schedule of {task!r} under {' '.join(a.db_dirs)}")
         info.update(best_ms=min(ok), median_ms=float(np.median(ok)))
         print(f"[sim] {task}: {info['schedules']} schedules from {info['runs']} runs ({time.time() - t0:.0f} s)",
               flush=True)
@@ -207,7 +209,11 @@ def main(argv=None) -> int:
         if not Path(d).is_dir():
             print(f"search_sim: no such folder {d}", file=sys.stderr)
             return 2
-    out = run(a)
+    try:
+        out = run(a)
+    except SystemExit as e:  # a task without measurements: say which, exit 2 (the tasks before it are in OUT.json)
+        print(e, file=sys.stderr)
+        return 2
     lines = [f"# Simulated search over measured pools\n\n`{' '.join(sys.argv)}`\n",
              "Best found / pool best (geometric mean over seeds) after 64, 128 and all trials:\n"]
     lines += summary_lines(out, a.trials, a.models.split(","))

@@ -351,3 +351,13 @@ def test_search_sim_picks_the_models_favourites_once_each():
     assert S.best_after(hist, 2) == 0.5 and S.best_after([None], 1) is None
     h2 = S.simulate(ByIndex(), None, list(range(8)), lat, trials=8, per_iter=4, eps=0.5, seed=1)
     assert sorted(map(str, h2)) == sorted(map(str, lat))  # every schedule once, whatever the random picks
+
+
+def test_search_sim_bad_input(tmp_path, capsys):
+    sys.path.insert(0, "benchmarks")
+    import search_sim as S
+
+    assert S.main(["--db-dirs", str(tmp_path / "nope"), "--tasks", "t", "--out", str(tmp_path / "o")]) == 2
+    assert S.main(["--db-dirs", str(tmp_path), "--tasks", "t", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no such folder" in err and "no measured schedule of 't'" in err
