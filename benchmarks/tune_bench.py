@@ -206,19 +206,21 @@ def time_zero_shot(tasks, zs_dir: Path, out: Path, measure, gpu_info) -> dict:
     """Time each task's zero-shot pick (``zs_dir/TASK.json`` from ``zero-shot``) with ``measure(task, trace)``
     into ``out/zero_shot.json``. After each task the results so far go to ``zero_shot.partial.json``, so a call cut
     short by its time limit keeps what it timed (2026-11-24: 4 of 8, the rest lost), and a later call goes on from
-    there. A pick that fails to build or run is recorded with its error."""
+    there. A pick that fails to build or run is recorded with its error. Each result carries the GPU state of the
+    call that timed it (a later call is often another machine); the top-level ``gpu_info`` is the first call's."""
     part = out / "zero_shot.partial.json"
     old = json.loads(part.read_text()) if part.exists() else None
-    res, gpu = (old["zero_shot"], old["gpu_info"]) if old else ({}, gpu_info())
+    now = gpu_info()
+    res, gpu = (old["zero_shot"], old["gpu_info"]) if old else ({}, now)
     for t in tasks:
         p = zs_dir / f"{t}.json"
         if not p.exists() or t in res:
             continue
         z = json.loads(p.read_text())
         try:
-            res[t] = dict(measure(t, z["best_trace"]), predicted_ms=z.get("best_ms"))
+            res[t] = dict(measure(t, z["best_trace"]), predicted_ms=z.get("best_ms"), gpu_info=now)
         except Exception as e:  # noqa: BLE001
-            res[t] = {"error": f"{type(e).__name__}: {e}"}
+            res[t] = {"error": f"{type(e).__name__}: {e}", "gpu_info": now}
         print(f"[zero-shot] {t}: {res[t]}", flush=True)
         part.write_text(json.dumps({"gpu_info": gpu, "zero_shot": res, "complete": False}, indent=1))
     (out / "zero_shot.json").write_text(json.dumps({"gpu_info": gpu, "zero_shot": res}, indent=1))

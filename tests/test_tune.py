@@ -299,7 +299,8 @@ def test_zero_shot_timing_keeps_what_it_timed(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         B.time_zero_shot(["a", "b", "c"], zs, tmp_path, cut_after_one, lambda: {"name": "gpu1"})
     part = json.loads((tmp_path / "zero_shot.partial.json").read_text())
-    assert part["zero_shot"] == {"a": {"median_ms": 10.0, "predicted_ms": 1.0}} and not (tmp_path / "zero_shot.json").exists()
+    assert part["zero_shot"] == {"a": {"median_ms": 10.0, "predicted_ms": 1.0, "gpu_info": {"name": "gpu1"}}}
+    assert not (tmp_path / "zero_shot.json").exists()
 
     def second_call(task, trace):
         timed.append(task)
@@ -309,7 +310,8 @@ def test_zero_shot_timing_keeps_what_it_timed(tmp_path):
 
     res = B.time_zero_shot(["a", "b", "c"], zs, tmp_path, second_call, lambda: {"name": "gpu2"})
     assert timed == ["a", "b", "c"]  # a timed once
-    assert res["b"] == {"median_ms": 20.0, "predicted_ms": 2.0} and res["c"] == {"error": "RuntimeError: build failed"}
+    assert res["b"] == {"median_ms": 20.0, "predicted_ms": 2.0, "gpu_info": {"name": "gpu2"}}
+    assert res["c"] == {"error": "RuntimeError: build failed", "gpu_info": {"name": "gpu2"}}
     done = json.loads((tmp_path / "zero_shot.json").read_text())
     assert done["gpu_info"] == {"name": "gpu1"} and done["zero_shot"]["a"]["median_ms"] == 10.0
     assert not (tmp_path / "zero_shot.partial.json").exists()
