@@ -615,11 +615,15 @@ def _fmt(v, f=".4f"):
     return "-" if v is None else format(v, f)
 
 
-def load_runs(specs: list[str]) -> list[dict]:
+def load_runs(specs: list[str], drop: list[str] | None = None) -> list[dict]:
     """Run records from ``DIR`` or ``DIR:MODEL[,MODEL]`` specs (the second form keeps only those cost models'
     runs, so that one report can take costpass's runs from one batch and the others' from another). Two
-    records of one (task, model, seed, trials) are refused: which one counts must be said, not guessed."""
-    runs, seen = [], {}
+    records of one (task, model, seed, trials) are refused: which one counts must be said, not guessed.
+    ``drop``: record files (``FOLDER/TASK__MODEL__sSEED__tTRIALS.json``) to leave out, for a run superseded by a
+    later one in another folder; a file that is not among the records read is an error (a typo must not pass
+    silently)."""
+    drop = {Path(d).resolve() for d in drop or []}
+    runs, seen, dropped = [], {}, set()
     for spec in specs:
         folder, _, models = spec.partition(":")
         keep = set(models.split(",")) if models else None
@@ -628,17 +632,39 @@ def load_runs(specs: list[str]) -> list[dict]:
             if keep is not None and r.get("cost_model") not in keep:
                 continue
             r.setdefault("run_id", p.stem)  # the records of the first batch carry no requested_trials
+            if p.resolve() in drop:
+                dropped.add(p.resolve())
+                continue
             key = _parse_run_id(r["run_id"]) or (r.get("workload"), r.get("cost_model"), r.get("seed"))
             if key in seen:
                 raise ValueError(f"two run records of {key}: {seen[key]} and {p} (name the models each folder gives)")
             seen[key] = p
             runs.append(r)
+    if drop - dropped:
+        raise ValueError(f"--drop names no run record read: {', '.join(sorted(map(str, drop - dropped)))}")
     return runs
+
+
+def headroom(tasks: dict) -> dict:
+    """How much any search could gain over XGBModel among the schedules measured so far: per task with a search,
+    the best that any run in the report found (every model and seed), and XGBModel's best per seed over it
+    (geometric mean over seeds); ``geomean``: over tasks. Each run's best is the minimum of noisy medians, so the
+    best of many runs is biased low and this bound generous."""
+    per = {}
+    for t, row in tasks.items():
+        xgb = row["models"].get("xgb", {}).get("best_by_seed_ms", {})
+        every = [b for m in row["models"].values() for b in m["best_by_seed_ms"].values() if b]
+        if max(row["common_trials"].values()) <= 1 or not every or not any(xgb.values()):
+            continue
+        best = min(every)
+        per[t] = {"best_of_all_runs_ms": best, "runs": len(every),
+                  "xgb_over_best": _geomean([b / best for b in xgb.values() if b])}
+    return {"tasks": per, "geomean": _geomean([v["xgb_over_best"] for v in per.values()]) if per else None}
 
 
 def cmd_report(a) -> int:
     try:
-        runs = load_runs(a.runs)
+        runs = load_runs(a.runs, a.drop)
     except ValueError as e:
         print(f"tune_bench report: error: {e}", file=sys.stderr)
         return 2
@@ -680,13 +706,20 @@ def cmd_report(a) -> int:
                "costpass_trials_to_match_xgb_within_noise": reach_tol,
                "geomean_trials_to_match_within_noise_never_as_cap": _geomean([n or cap for n in reach_tol]) if reach_tol else None,
                "geomean_torch_over_costpass": _geomean(vs_torch),
-               "geomean_zero_shot_over_tuned": _geomean(zs_ratio), "zero_shot_prediction_ape": zs_pred}
+               "geomean_zero_shot_over_tuned": _geomean(zs_ratio), "zero_shot_prediction_ape": zs_pred,
+               "headroom_over_xgb": headroom(searched)}
     lines += ["", "Best latency in ms (mean over seeds) at the trial count every model of a seed reached on that task "
               "(`trials`: per seed); torch: replayed from a CUDA graph where measured so.", ""]
     if sp:
         by_seed = ", ".join(f"seed {sd}: {v:.2f}x" for sd, v in summary["geomean_speedup_vs_xgb_by_seed"].items())
         lines.append(f"- Geometric-mean speedup of costpass's best over XGBModel's best, {len(sp)} tasks with a search "
                      f"space of more than one point: **{summary['geomean_speedup_vs_xgb']:.2f}x** ({by_seed}).")
+    hr = summary["headroom_over_xgb"]
+    if hr["geomean"]:
+        cells = ", ".join(f"{t} {v['xgb_over_best']:.2f}" for t, v in hr["tasks"].items())
+        lines.append(f"- Headroom: XGBModel's best over the best any run in this report found for the task (every model and "
+                     f"seed), geometric mean over {len(hr['tasks'])} tasks: **{hr['geomean']:.2f}x** ({cells}). No search "
+                     f"that only finds schedules as fast as those measured here can beat XGBModel by more.")
     if reach:
         lines.append(f"- Trials costpass needed to match XGBModel's best at the same budget, per task and seed: {reach} "
                      f"(None: not matched): matched in {sum(n is not None for n in reach)} of {len(reach)}; geometric mean "
@@ -852,6 +885,9 @@ def main(argv=None) -> int:
     p.add_argument("--runs", required=True, action="append",
                    help="folder of run records (from `collect`), or FOLDER:MODEL[,MODEL] to take only those cost "
                         "models' runs from it; repeatable")
+    p.add_argument("--drop", action="append", default=[], metavar="FILE",
+                   help="leave out this run record (FOLDER/TASK__MODEL__sSEED__tTRIALS.json), superseded by one in "
+                        "another folder; repeatable")
     p.add_argument("--vendor", help="vendor.json from `run --vendor`")
     p.add_argument("--zero-shot", help="zero_shot.json from `run --zero-shot-dir`")
     p.add_argument("--trials-target", type=int, help="state against this many trials to match XGBModel (the issue's 96)")

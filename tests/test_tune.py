@@ -276,6 +276,14 @@ def test_report_runs_from_two_batches(tmp_path, capsys):
     assert "t__costpass__s0__t4.json" in capsys.readouterr().err and not (tmp_path / "o.md").exists()
     assert B.main(["report", "--runs", f"{new}:costpass", "--runs", f"{old}:xgb,random", "--out", str(tmp_path / "o")]) == 0
     assert "| t |" in (tmp_path / "o.md").read_text()
+    # --drop: a run superseded by a later one in another folder is left out by its file; a file not read is refused
+    stale = old / "t__costpass__s0__t4.json"
+    runs = B.load_runs([str(new), str(old)], drop=[str(stale)])
+    assert sorted((r["cost_model"], r["best_ms"]) for r in runs) == [("costpass", 1.0), ("random", 3.0), ("xgb", 2.0)]
+    with pytest.raises(ValueError, match="no run record read: .*t__xgb__s9__t4.json"):
+        B.load_runs([str(new), str(old)], drop=[str(stale), str(old / "t__xgb__s9__t4.json")])
+    assert B.main(["report", "--runs", str(new), "--runs", str(old), "--drop", str(stale), "--out", str(tmp_path / "d")]) == 0
+    assert "| t |" in (tmp_path / "d.md").read_text()
 
 
 def test_zero_shot_timing_keeps_what_it_timed(tmp_path):
@@ -363,3 +371,26 @@ def test_search_sim_bad_input(tmp_path, capsys):
     assert S.main(["--db-dirs", str(tmp_path), "--tasks", "t", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no such folder" in err and "no measured schedule of 't'" in err
+
+
+def test_headroom_is_xgb_over_the_best_of_every_run():
+    """`report`'s headroom: per task, XGBModel's best per seed over the best any run found (geometric mean over
+    seeds), then over tasks; a one-point task and a task XGBModel never ran are left out. By hand: task a: best of
+    all 1.0 (costpass seed 1); XGBModel 1.21 and 1.0 -> sqrt(1.21) = 1.1; task b: XGBModel's own 2.0 is the best
+    -> 1.0; geomean sqrt(1.1 * 1.0)."""
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    def row(trials, **models):
+        return {"common_trials": {"0": trials}, "models": {m: {"best_by_seed_ms": b} for m, b in models.items()}}
+
+    tasks = {"a": row(256, costpass={"0": 1.5, "1": 1.0}, xgb={"0": 1.21, "1": 1.0}, random={"0": 3.0}),
+             "b": row(256, costpass={"0": 2.5}, xgb={"0": 2.0}),
+             "one_point": row(1, costpass={"0": 0.5}, xgb={"0": 1.0}),
+             "no_xgb": row(256, costpass={"0": 0.5})}
+    hr = B.headroom(tasks)
+    assert sorted(hr["tasks"]) == ["a", "b"]
+    assert hr["tasks"]["a"]["best_of_all_runs_ms"] == 1.0 and hr["tasks"]["a"]["runs"] == 5
+    assert hr["tasks"]["a"]["xgb_over_best"] == pytest.approx(1.1)
+    assert hr["tasks"]["b"]["xgb_over_best"] == pytest.approx(1.0)
+    assert hr["geomean"] == pytest.approx(1.1 ** 0.5)
