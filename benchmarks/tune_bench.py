@@ -437,6 +437,10 @@ def cmd_retime_bundle(a) -> int:
     out.mkdir(parents=True, exist_ok=True)
     runs, cands = {}, []
     for wd, task, *_ in _run_dirs(a.db_dirs):
+        if wd.name in runs:  # two variants' folders share run ids (e.g. two eps_greedy settings): one would be lost
+            print(f"tune_bench retime-bundle: error: two runs named {wd.name} in --db-dirs (a variant's folder: "
+                  f"pack it into a bundle of its own)", file=sys.stderr)
+            return 2
         runs[wd.name] = []
         for rank, (tj, ms_) in enumerate(_top_traces(wd, a.top)):
             cid = candidate_id(task, tj)

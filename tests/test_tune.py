@@ -394,3 +394,20 @@ def test_headroom_is_xgb_over_the_best_of_every_run():
     assert hr["tasks"]["a"]["xgb_over_best"] == pytest.approx(1.1)
     assert hr["tasks"]["b"]["xgb_over_best"] == pytest.approx(1.0)
     assert hr["geomean"] == pytest.approx(1.1 ** 0.5)
+
+
+def test_retime_bundle_refuses_two_runs_of_one_name(tmp_path, capsys):
+    """Two variants' folders (e.g. two eps_greedy settings) hold runs of the same id; one bundle keyed by run id
+    would silently keep only the last: refused, nothing packed."""
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    for variant in ("e05", "e25"):
+        wd = tmp_path / variant / "conv__costpass__s3__t256"
+        wd.mkdir(parents=True)
+        (wd / "database_tuning_record.json").write_text("")
+        (wd / "database_workload.json").write_text("")
+    out = tmp_path / "bundle"
+    assert B.main(["retime-bundle", "--db-dirs", str(tmp_path / "e05"), str(tmp_path / "e25"), "--out", str(out)]) == 2
+    assert "two runs named conv__costpass__s3__t256" in capsys.readouterr().err
+    assert not (out / "runs.json").exists()
