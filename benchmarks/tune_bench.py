@@ -93,7 +93,9 @@ def cmd_one(a) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     model_path = None
-    if a.model == "costpass" and a.model_dir:
+    if a.model == "costpass" and a.model_dir == "none":  # the analytical estimate alone (with the online residual)
+        model_path = "none"
+    elif a.model == "costpass" and a.model_dir:
         p = Path(a.model_dir) / f"{a.task}.json.gz"
         model_path = str(p) if p.exists() else None
     cfg = T.TuneConfig(workload=a.task, work_dir=a.work_dir, gpu=a.gpu, cost_model=a.model, trials=a.trials,
@@ -841,7 +843,8 @@ def main(argv=None) -> int:
     r.add_argument("--models", default="costpass,xgb,random")
     r.add_argument("--seeds", default="0")
     r.add_argument("--gpu", default="h100")
-    r.add_argument("--model-dir")
+    r.add_argument("--model-dir", help="costpass models, one TASK.json.gz per task (held out from it); \"none\": the "
+                   "analytical estimate alone, with the online residual")
     r.add_argument("--zero-shot-dir")
     r.add_argument("--out", required=True)
     r.add_argument("--work-root", default="/tmp/costpass_tune")
