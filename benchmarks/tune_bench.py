@@ -347,6 +347,7 @@ def cmd_collect(a) -> int:
                 continue
             rc0, w0 = walls.get(m.group(1), ("", 0.0))  # a run resumed over several calls: their sum
             walls[m.group(1)] = ((rc0 + "," if rc0 else "") + m.group(2), w0 + float(m.group(3)))
+    metas = sorted((json.loads(Path(m).read_text()) for m in a.meta or []), key=lambda m: m.get("date") or "")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -357,6 +358,9 @@ def cmd_collect(a) -> int:
                    history_ms=hist[:trials], trials=min(len(hist), trials), failed=sum(t is None for t in hist[:trials]),
                    best_ms=_best(hist[:trials]),
                    database_records=len(hist))
+        if metas and "gpu_info" not in rec:  # a run cut short wrote no record: its calls' state says where it ran
+            rec.update(gpu_info=metas[-1].get("gpu_info"), date=metas[-1].get("date"),
+                       costpass_commit=metas[-1].get("costpass_commit"), calls=metas, provenance="call metadata")
         rc, w = walls.get(wd.name, (None, None))
         if w is not None:  # the driver log of the call that ran the trials (a resumed call reports ~0 s)
             rec.update(wall_s=w, driver_rc=rc, wall_source="driver log")
@@ -875,6 +879,8 @@ def main(argv=None) -> int:
     c.add_argument("--db-dirs", nargs="+", required=True)
     c.add_argument("--run-json", nargs="*")
     c.add_argument("--logs", nargs="*")
+    c.add_argument("--meta", nargs="*", help="the calls' meta_*.json (GPU state, date, commit, argv): kept in a record "
+                   "whose run never finished, so never wrote its own")
     c.add_argument("--out", required=True)
     n = sub.add_parser("noise")
     n.add_argument("--db-dirs", nargs="+", required=True)

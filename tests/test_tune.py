@@ -411,3 +411,49 @@ def test_retime_bundle_refuses_two_runs_of_one_name(tmp_path, capsys):
     assert B.main(["retime-bundle", "--db-dirs", str(tmp_path / "e05"), str(tmp_path / "e25"), "--out", str(out)]) == 2
     assert "two runs named conv__costpass__s3__t256" in capsys.readouterr().err
     assert not (out / "runs.json").exists()
+
+
+def test_collect_keeps_the_calls_state_for_a_run_cut_short(tmp_path):
+    """`collect --meta`: a run that never finished wrote no record of its own, so the GPU state, date and commit
+    come from its calls' meta files (the latest call's state on top, every call's in `calls`); a run whose own
+    record came back keeps its own."""
+    sys.path.insert(0, "benchmarks")
+    import tune_bench as B
+
+    db = tmp_path / "db"
+    for rid in ("t__costpass__s2__t256", "t__xgb__s2__t256"):
+        (db / rid).mkdir(parents=True)
+        (db / rid / "database_tuning_record.json").write_text(
+            json.dumps([0, [[[], []], [2e-5, 3e-5, 4e-5]]]) + "\n" + json.dumps([0, [[[], []], [1e-5]]]) + "\n")
+    metas = []
+    for i, (date, mhz) in enumerate((("2026-11-24T13:21:34+00:00", "1980"), ("2026-11-24T13:12:43+00:00", "345"))):
+        metas.append(tmp_path / f"meta_{i}.json")
+        metas[-1].write_text(json.dumps({"gpu_info": {"name": "H100", "sm_mhz": mhz}, "date": date, "costpass_commit": "abc"}))
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "t__xgb__s2__t256.json").write_text(json.dumps({"gpu_info": {"name": "H100", "sm_mhz": "1900"}}))
+    out = tmp_path / "out"
+    assert B.main(["collect", "--db-dirs", str(db), "--run-json", str(own), "--meta", *map(str, metas),
+                   "--out", str(out)]) == 0
+    cut = json.loads((out / "t__costpass__s2__t256.json").read_text())
+    assert cut["history_ms"] == [pytest.approx(0.03), pytest.approx(0.01)] and cut["best_ms"] == pytest.approx(0.01)
+    assert cut["gpu_info"]["sm_mhz"] == "1980" and cut["date"] == "2026-11-24T13:21:34+00:00"
+    assert [c["date"] for c in cut["calls"]] == ["2026-11-24T13:12:43+00:00", "2026-11-24T13:21:34+00:00"]
+    assert cut["provenance"] == "call metadata"
+    done = json.loads((out / "t__xgb__s2__t256.json").read_text())
+    assert done["gpu_info"]["sm_mhz"] == "1900" and "calls" not in done
+
+
+def test_score_pool_says_when_there_is_nothing_to_score(tmp_path, capsys):
+    """`score_pool.py` on folders holding no run of the task: a one-line error, exit 2."""
+    sys.path.insert(0, "benchmarks")
+    import score_pool
+
+    (tmp_path / "other__xgb__s0__t4").mkdir()
+    (tmp_path / "other__xgb__s0__t4" / "database_tuning_record.json").write_text("")
+    model = tmp_path / "m.json.gz"
+    assert score_pool.main(["--db-dirs", str(tmp_path), "--task", "conv", "--model", str(model)]) == 2
+    assert "no model file" in capsys.readouterr().err
+    model.write_bytes(b"")  # never opened: nothing to score
+    assert score_pool.main(["--db-dirs", str(tmp_path), "--task", "conv", "--model", str(model)]) == 2
+    assert "no successful record of conv" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""How a costpass model and the analytical estimate rank the schedules that tuning runs measured (CPU only).
+
+    python3 benchmarks/score_pool.py --db-dirs S2/wd S3/e05 --task conv_r50_c3_3x3_fp16 \\
+        --model carry/tune/models_v4/conv_r50_c3_3x3_fp16.json.gz [--runs RUN_ID ...]
+
+Every successful record of the task's runs under ``--db-dirs`` (folders TASK__MODEL__sSEED__tTRIALS, or only the
+``--runs`` named) is rebuilt from its trace, its demand extracted and scored by the model (ms) and by the analytical
+estimate (ms). Prints each run's five fastest measured schedules with both scores, and Kendall's tau between measured
+and each score over all records and over the fastest quarter: whether a model can tell the fast schedules apart.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def score_rows(db_dirs, task, model_path, runs=None, gpu="h100") -> list:
+    """[(run id, measured ms, model ms, analytical ms)] of every successful record."""
+    import tvm
+    import tune_bench as B
+    from costpass import features as F, metaschedule as M, spec as S
+    from costpass import tune as T
+    from costpass.cli import preload_tensor_intrinsics
+
+    preload_tensor_intrinsics()
+    g, model = S.load(gpu), None
+    out = []
+    for wd, t, *_ in B._run_dirs(db_dirs):
+        if t != task or (runs and wd.name not in runs):
+            continue
+        for r in T.database_in_order(str(wd)):
+            secs = [float(x) for x in r.run_secs or []]
+            if not secs or min(secs) >= T.FAILED_SECS:
+                continue
+            sch = tvm.s_tir.Schedule(r.workload.mod)
+            r.trace.apply_to_schedule(sch, remove_postproc=False)
+            model = model or M._load_model(model_path)  # loaded once there is something to score
+            try:
+                x = M.featurize_module(sch.mod, g)
+            except Exception:  # noqa: BLE001 - a schedule costpass cannot analyse is left out, as in a search
+                continue
+            out.append((wd.name, statistics.median(secs) * 1e3, float(model.predict(x[None])[0]),
+                        float(F.estimate_us_of(x[None])[0]) / 1e3))
+    return out
+
+
+def main(argv=None) -> int:
+    from scipy.stats import kendalltau
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db-dirs", nargs="+", required=True)
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--runs", nargs="*")
+    a = ap.parse_args(argv)
+    if not Path(a.model).exists():
+        print(f"score_pool: error: no model file {a.model}", file=sys.stderr)
+        return 2
+    rows = score_rows(a.db_dirs, a.task, a.model, a.runs)
+    if not rows:
+        print(f"score_pool: error: no successful record of {a.task} under {' '.join(a.db_dirs)}", file=sys.stderr)
+        return 2
+    for run in dict.fromkeys(r[0] for r in rows):
+        print(run)
+        for _, m, p, e in sorted((r for r in rows if r[0] == run), key=lambda r: r[1])[:5]:
+            print(f"   measured {m:.4f}  model {p:.4f}  analytical {e:.4f}")
+    m, p, e = (np.array([r[i] for r in rows]) for i in (1, 2, 3))
+    fast = m <= np.quantile(m, 0.25)
+    print(f"{len(rows)} records: Kendall tau model {kendalltau(m, p)[0]:.2f}, analytical {kendalltau(m, e)[0]:.2f}; "
+          f"fastest quarter ({fast.sum()}): model {kendalltau(m[fast], p[fast])[0]:.2f}, "
+          f"analytical {kendalltau(m[fast], e[fast])[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
