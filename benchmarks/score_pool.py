@@ -53,7 +53,7 @@ def score_rows(db_dirs, task, model_path, runs=None, gpu="h100") -> list:
 
 
 def main(argv=None) -> int:
-    from scipy.stats import kendalltau
+    from costpass.evaluate import kendall_tau
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db-dirs", nargs="+", required=True)
@@ -74,9 +74,9 @@ def main(argv=None) -> int:
             print(f"   measured {m:.4f}  model {p:.4f}  analytical {e:.4f}")
     m, p, e = (np.array([r[i] for r in rows]) for i in (1, 2, 3))
     fast = m <= np.quantile(m, 0.25)
-    print(f"{len(rows)} records: Kendall tau model {kendalltau(m, p)[0]:.2f}, analytical {kendalltau(m, e)[0]:.2f}; "
-          f"fastest quarter ({fast.sum()}): model {kendalltau(m[fast], p[fast])[0]:.2f}, "
-          f"analytical {kendalltau(m[fast], e[fast])[0]:.2f}")
+    print(f"{len(rows)} records: Kendall tau model {kendall_tau(m, p):.2f}, analytical {kendall_tau(m, e):.2f}; "
+          f"fastest quarter ({fast.sum()}): model {kendall_tau(m[fast], p[fast]):.2f}, "
+          f"analytical {kendall_tau(m[fast], e[fast]):.2f}")
     return 0
 
 

@@ -347,7 +347,11 @@ def cmd_collect(a) -> int:
                 continue
             rc0, w0 = walls.get(m.group(1), ("", 0.0))  # a run resumed over several calls: their sum
             walls[m.group(1)] = ((rc0 + "," if rc0 else "") + m.group(2), w0 + float(m.group(3)))
-    metas = sorted((json.loads(Path(m).read_text()) for m in a.meta or []), key=lambda m: m.get("date") or "")
+    try:
+        metas = sorted((json.loads(Path(m).read_text()) for m in a.meta or []), key=lambda m: m.get("date") or "")
+    except (ValueError, AttributeError) as e:
+        print(f"tune_bench collect: error: a --meta file is not a call's meta JSON ({e})", file=sys.stderr)
+        return 2
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -912,6 +916,7 @@ def main(argv=None) -> int:
     must_exist = list(getattr(a, "db_dirs", None) or []) + [getattr(a, k) for k in ("bundle", "records", "vendor", "zero_shot", "noise")
                                                            if isinstance(getattr(a, k, None), str)]  # run --vendor: a flag
     must_exist += [r.partition(":")[0] for r in (getattr(a, "runs", None) or []) if isinstance(r, str)]
+    must_exist += list(getattr(a, "meta", None) or [])
     missing = [p for p in must_exist if not Path(p).exists()]
     if missing:
         print(f"tune_bench {a.cmd}: error: not found: {', '.join(missing)}", file=sys.stderr)

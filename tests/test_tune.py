@@ -442,6 +442,10 @@ def test_collect_keeps_the_calls_state_for_a_run_cut_short(tmp_path):
     assert cut["provenance"] == "call metadata"
     done = json.loads((out / "t__xgb__s2__t256.json").read_text())
     assert done["gpu_info"]["sm_mhz"] == "1900" and "calls" not in done
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert B.main(["collect", "--db-dirs", str(db), "--meta", str(bad), "--out", str(tmp_path / "o2")]) == 2
+    assert not (tmp_path / "o2").exists()
 
 
 def test_score_pool_says_when_there_is_nothing_to_score(tmp_path, capsys):
