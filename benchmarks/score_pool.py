@@ -12,7 +12,6 @@ and each score over all records and over the fastest quarter: whether a model ca
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -24,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def score_rows(db_dirs, task, model_path, runs=None, gpu="h100") -> list:
     """[(run id, measured ms, model ms, analytical ms)] of every successful record."""
-    import tvm
     import tune_bench as B
     from costpass import features as F, metaschedule as M, spec as S
     from costpass import tune as T
@@ -37,17 +35,15 @@ def score_rows(db_dirs, task, model_path, runs=None, gpu="h100") -> list:
         if t != task or (runs and wd.name not in runs):
             continue
         for r in T.database_in_order(str(wd)):
-            secs = [float(x) for x in r.run_secs or []]
-            if not secs or min(secs) >= T.FAILED_SECS:
+            ms_ = T._record_ms(r)
+            if ms_ is None:
                 continue
-            sch = tvm.s_tir.Schedule(r.workload.mod)
-            r.trace.apply_to_schedule(sch, remove_postproc=False)
             model = model or M._load_model(model_path)  # loaded once there is something to score
             try:
-                x = M.featurize_module(sch.mod, g)
+                x = M.featurize_module(r.as_measure_candidate().sch.mod, g)
             except Exception:  # noqa: BLE001 - a schedule costpass cannot analyse is left out, as in a search
                 continue
-            out.append((wd.name, statistics.median(secs) * 1e3, float(model.predict(x[None])[0]),
+            out.append((wd.name, ms_, float(model.predict(x[None])[0]),
                         float(F.estimate_us_of(x[None])[0]) / 1e3))
     return out
 
