@@ -80,7 +80,6 @@ def measure(sizes=SIZES, repeats: int = 100, profile_iters: int = 200, stream_ca
                      "profile_iters": profile_iters, "stream_us": round(stream_us(fn, stream_calls), 4),
                      "stream_calls": stream_calls, "event_over_kernel_us": round(event - prof, 4)})
         print(json.dumps(rows[-1]), flush=True)
-        del x
     return rows
 
 
