@@ -77,6 +77,10 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
     if same is False:
         log(f"warning: {entry['name']}: the rebuilt library's CUDA source differs from {lib.name}")
     out = {"name": entry["name"], "library": os.path.relpath(lib, REPO), "same_cuda_source": same, "gpus": {}}
+    recs = {k["name"]: k for k in report["kernels"]}
+    for e in entries:        # the tuning records are the report's: the rebuilt library has none
+        e.record_us, e.record_kind = recs[e.name].get("record_us"), recs[e.name].get("record_kind")
+    tuned_gi = list(runs).index(report["tuned_for"]) if report.get("tuned_for") in runs else None
     for gi, (g, run) in enumerate(runs.items()):
         measured = run["tvm_timing"]["median_ms"] * 1e3
         prof = {k["name"]: k["measured_us"] for k in run.get("per_kernel", {}).get("kernels", [])}
@@ -91,6 +95,8 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
                             "estimate_us": p.estimate_us * e.calls, "bottleneck": p.bottleneck})
         pred, est, stream = totals[g]["predicted_us"], totals[g]["estimate_us"], totals[g]["stream_us"]
         at_build = report["totals"].get(g, {}).get("predicted_us")
+        anch, n_anch = C.anchored_stream_us(entries, gi, tuned_gi, totals[g]["timer_offset_us"],
+                                            totals[g].get("stream_gap_us", 0.0)) if tuned_gi is not None else (stream, 0)
         out["gpus"][g] = {"gpu_name": run["gpu"], "date": run["date"], "measured_us": measured,
                           "build": run_build(run, same),
                           "kernel_sum_us": run.get("per_kernel", {}).get("sum_us"),
@@ -99,6 +105,7 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
                           "error_at_build": (at_build / measured - 1.0) if at_build else None,
                           "estimate_us": est, "estimate_error": est / measured - 1.0,
                           "stream_us": stream, "stream_error": stream / measured - 1.0,
+                          "anchored_us": anch, "anchored_error": anch / measured - 1.0, "anchored_kernels": n_anch,
                           "timer_offset_us": totals[g]["timer_offset_us"],
                           "stream_gap_us": totals[g].get("stream_gap_us", 0.0),
                           "torch_eager_us": run.get("torch_timing", {}).get("median_ms", 0) * 1e3 or None,
@@ -131,26 +138,33 @@ def markdown(results: list, meta: dict) -> str:
              "`same source`: the schedules rebuilt from the database give the measured library's CUDA source, "
              "byte for byte, for every kernel the model launches (n/a: the library holds cubins). `estimate`: "
              "costpass's analytical estimate (no learned model) of the same kernels. `in stream`: the learned "
-             "prediction less, per call, the CUDA-event timer offset that the model's training measurements carry "
-             "(`event_timer_offset_us` of the GPU spec, measured: " + ", ".join(
+             "prediction less, per call, what the CUDA-event pair of the model's training measurements reads beyond the "
+             "kernel's own time (`event_over_kernel_us` of the GPU spec, measured with `costpass/measure/event_offset.py`: " + ", ".join(
                  f"{x['timer_offset_us']:.2f} us on the {g}" for g, x in
                  {g: x for r in results for g, x in r["gpus"].items()}.items()) + "), plus per launch the gap the "
              "Relax VM leaves between kernels (`vm_launch_gap_us`, measured on the decode libraries of r1: " + ", ".join(
                  f"{x.get('stream_gap_us', 0):.2f} us on the {g}" for g, x in
-                 {g: x for r in results for g, x in r["gpus"].items()}.items()) + "). `build`: what compiled the "
+                 {g: x for r in results for g, x in r["gpus"].items()}.items()) + "). `with records`: in stream, with "
+             "each tuned kernel's measured tuning record (MetaSchedule's runner on the H100: launches back to back, so the "
+             "record holds the gap between launches) in place of its prediction and gap, "
+             "scaled to the H200 by the two GPUs' predictions of the kernel (`costpass.compile.anchored_stream_us`; "
+             "`(k)`: k kernels took a record; the zero-shot and untuned libraries have no measured records). "
+             "`build`: what compiled the "
              "kernels the run timed (`tvm`: TVM's own build, as deployed and as the shipped models' training data since "
              "stop 13; `nvcc -O3`: the measuring code's compile before stop 13, which times some kernels up to 1.5x "
              "apart, `benchmarks/results/build_path.md`).", "",
-             "| library | GPU | build | same source | measured e2e (us) | kernel sum (us) | predicted (us) | error | in stream (us) | error | estimate (us) | error | at build (us) | error at build | torch eager | torch CUDA graph |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    errs, est, strm = [], [], []
+             "| library | GPU | build | same source | measured e2e (us) | kernel sum (us) | predicted (us) | error | in stream (us) | error | with records (us) | error | estimate (us) | error | at build (us) | error at build | torch eager | torch CUDA graph |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    errs, est, strm, anch = [], [], [], []
     for r in results:
         for g, x in r["gpus"].items():
             errs.append(abs(x["error"]))
             est.append(abs(x["estimate_error"]))
             strm.append(abs(x["stream_error"]))
+            anch.append(abs(x["anchored_error"]))
             lines.append(f"| {r['name']} | {g} | {x.get('build', '?')} | { {True: 'yes', False: 'NO', None: 'n/a (cubin)'}[r['same_cuda_source']] } | {_f(x['measured_us'])} | {_f(x['kernel_sum_us'])} | "
                          f"{_f(x['predicted_us'])} | {x['error']:+.1%} | {_f(x['stream_us'])} | {x['stream_error']:+.1%} | "
+                         f"{_f(x['anchored_us'])} ({x['anchored_kernels']}) | {x['anchored_error']:+.1%} | "
                          f"{_f(x['estimate_us'])} | "
                          f"{x['estimate_error']:+.1%} | {_f(x['predicted_at_build_us'])} | "
                          f"{_f(x['error_at_build'], '+.1%')} | {_f(x['torch_eager_us'])} | {_f(x['torch_graph_us'])} |")
@@ -158,6 +172,7 @@ def markdown(results: list, meta: dict) -> str:
         lines += ["", f"|error| over {len(errs)} library x GPU pairs: " + "; ".join(
             f"{what}: median {sorted(v)[len(v) // 2]:.1%}, max {max(v):.1%}, within 10%: {sum(e <= 0.10 for e in v)} "
             f"of {len(v)}" for what, v in (("learned", errs), ("learned in stream", strm),
+                                           ("in stream with records", anch),
                                            ("analytical estimate", est))) + "."]
     for r in results:
         for g, x in r["gpus"].items():

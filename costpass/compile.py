@@ -27,11 +27,13 @@ Steps (each is also a function here):
    learned prediction (the shipped model of each GPU, as ``costpass.predict``). The predicted end-to-end
    latency is the sum over calls; each call includes launch overhead (``launch_overhead_us`` of the GPU
    spec in the analytical estimate; the learned model is fitted on per-call times and sees it as a
-   feature). ``stream_us`` is the same sum with each learned per-call prediction less the CUDA-event timer
-   offset its training measurements carry (``event_timer_offset_us``, measured, in the GPU spec), plus the
+   feature). ``stream_us`` is the same sum with each learned per-call prediction less what the CUDA-event pair
+   of its training measurements reads beyond the kernel's own time (``event_over_kernel_us``, measured, in the
+   GPU spec), plus the
    gap the Relax VM leaves between consecutive kernels (``vm_launch_gap_us``, measured, in the GPU spec):
    kernels queued back to back do not pay the one and do pay the other (:func:`stream_offset_us`,
-   :func:`stream_gap_us`).
+   :func:`stream_gap_us`). ``anchored_us``: ``stream_us`` with each tuned kernel's measured tuning record (runner
+   "local") in place of its prediction (:func:`anchored_stream_us`).
 
 Errors in the input (unknown model, GPU, file; a work dir tuned another way) raise :class:`CompileError`
 with a one-line message.
@@ -820,12 +822,14 @@ def _kernel_module(func, name: str = "main"):
 
 def stream_offset_us(gpu, predictor_kind: str) -> float:
     """What each learned per-call prediction carries beyond the kernel's own time: the learned model is fitted
-    on calls timed by a CUDA-event pair each, which reads ``event_timer_offset_us`` (measured, in the GPU's
-    spec) even around an empty kernel. Calls queued back to back in a stream do not pay it. 0 for the
-    analytical predictor and for GPUs with no measured offset."""
+    on calls timed by a CUDA-event pair each, which reads ``event_over_kernel_us`` (measured, in the GPU's
+    spec: the event time less the profiler's kernel time, the same for kernels of any size) beyond the kernel.
+    Calls queued back to back in a stream do not pay it. Not ``event_timer_offset_us``: that is the event
+    time of a 1-element kernel, which holds the tiny kernel's own ~1 us too. 0 for the analytical predictor
+    and for GPUs with no measured offset."""
     if predictor_kind != "learned":
         return 0.0
-    return float(gpu.limits.get("event_timer_offset_us", 0.0))
+    return float(gpu.limits.get("event_over_kernel_us", 0.0))
 
 
 def stream_gap_us(gpu, predictor_kind: str) -> float:
@@ -835,6 +839,25 @@ def stream_gap_us(gpu, predictor_kind: str) -> float:
     if predictor_kind != "learned":
         return 0.0
     return float(gpu.limits.get("vm_launch_gap_us", 0.0))
+
+
+def anchored_stream_us(entries, gi: int, tuned_gi: int, offset_us: float, gap_us: float) -> tuple:
+    """``(us, n)``: the in-stream end-to-end time on GPU ``gi`` with each tuned kernel's *measured* tuning record
+    (``record_kind == "measured"``, taken on GPU ``tuned_gi`` by MetaSchedule's runner) in place of its
+    prediction; on another GPU the record is scaled by the two GPUs' predictions of that kernel. The runner
+    times launches queued back to back and divides by their number, so a record already holds the gap between
+    launches and no event offset: it is taken as it is. Every other kernel is counted as in ``stream_us``
+    (prediction less ``offset_us``, plus ``gap_us`` per launch). ``n``: the kernels that took a record."""
+    tot, n = 0.0, 0
+    for e in entries:
+        p = e.per_gpu[gi].predicted_us
+        if e.origin == "tuned" and e.record_kind == "measured" and e.record_us:
+            ref = e.per_gpu[tuned_gi].predicted_us
+            tot += e.calls * e.record_us * (p / ref if gi != tuned_gi and ref > 0 else 1.0)
+            n += 1
+        else:
+            tot += e.calls * (max(p - offset_us, 0.0) + gap_us * len(e.device_kernels))
+    return tot, n
 
 
 def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, log=None) -> tuple:
@@ -997,6 +1020,10 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
             if e.origin in ("tuned", "default-faster", "default-wrong") and e.name in by_name:
                 e.record_us = _best_record_us(db, by_name[e.name], target, e.name)
                 e.record_kind = ("measured" if runner == "local" else "predicted") if e.record_us else None
+    for i, g in enumerate(gpus):
+        t = totals[g.name]
+        t["anchored_us"], t["anchored_kernels"] = anchored_stream_us(entries, i, 0, t["timer_offset_us"],
+                                                                     t["stream_gap_us"])
     n_default = sum(1 for e in entries if e.origin == "default")
     if n_default:
         notes.append(f"{n_default} of {len(entries)} kernels have no tuning record and use DLight's default "
@@ -1127,6 +1154,10 @@ def render_text(report: CompileReport, width: int = 120, hints: bool = True) -> 
                        f"{t['timer_offset_us']:.2f} us CUDA-event offset its training measurements carry"
                        + (f", plus {t['stream_gap_us']:.2f} us between kernels" if t.get("stream_gap_us") else "")
                        + ")")
+        if t.get("anchored_kernels"):
+            out.append(f"{g}: in a stream with the tuning measurements {_us(t['anchored_us'])} (the "
+                       f"{t['anchored_kernels']} tuned kernels at their measured records"
+                       + (f", scaled from {r.tuned_for} by the predictions" if g != r.tuned_for else "") + ")")
     if len(r.gpus) > 1:
         base = r.totals[r.gpus[0]]["predicted_us"]
         out.append("speed-up vs " + r.gpus[0] + ": " + ", ".join(

@@ -25,7 +25,7 @@ LIMIT_KEYS = ("max_threads_per_sm", "max_warps_per_sm", "max_blocks_per_sm",
               "max_static_shared_memory_per_block", "shared_memory_reserved_per_block",
               "shared_alloc_unit", "launch_overhead_us")
 # measured on the GPU itself; a spec without a measurement leaves them out
-OPTIONAL_LIMIT_KEYS = ("event_timer_offset_us", "vm_launch_gap_us")
+OPTIONAL_LIMIT_KEYS = ("event_timer_offset_us", "event_over_kernel_us", "vm_launch_gap_us")
 
 
 class UnknownGPUError(ValueError):

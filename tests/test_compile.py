@@ -106,14 +106,16 @@ def test_shares_and_end_to_end_prediction(compiled):
         assert r.totals[g]["calls"] == sum(k.calls for k in r.kernels)
         launch = C.load_gpus(g)[0].limits["launch_overhead_us"]
         assert math.isclose(r.totals[g]["launch_us"], launch * r.totals[g]["launches"])
-        # in a stream: each call less the event-timer offset the learned model's training times carry, plus the
+        # in a stream: each call less what the event pair of the learned model's training times reads beyond the kernel, plus the
         # VM's gap between kernels per launch
         learned = r.totals[g]["predictor"] == "learned"
-        off = {"h100": 4.10, "h200": 3.87}[g] if learned else 0.0
+        off = {"h100": 2.94, "h200": 2.99}[g] if learned else 0.0
         gap = {"h100": 1.51, "h200": 1.42}[g] if learned else 0.0
         assert r.totals[g]["timer_offset_us"] == off and r.totals[g]["stream_gap_us"] == gap
         assert math.isclose(r.totals[g]["stream_us"], sum((max(p.predicted_us - off, 0.0) + gap * len(k.device_kernels))
                                                          * k.calls for p, k in zip(ps, r.kernels)), rel_tol=1e-12)
+        # no record was measured here (runner none): with records is the same as in stream
+        assert r.totals[g]["anchored_kernels"] == 0 and math.isclose(r.totals[g]["anchored_us"], r.totals[g]["stream_us"])
         for p in ps:
             assert p.predicted_us > 0 and p.ceiling_us > p.launch_us > 0
             assert math.isclose(p.fraction_of_ceiling, p.ceiling_us / p.predicted_us)
@@ -130,11 +132,35 @@ def test_shares_and_end_to_end_prediction(compiled):
 def test_stream_offset_is_spec_data():
     from costpass import spec
 
-    assert C.stream_offset_us(spec.load("h100"), "learned") == 4.10
+    assert C.stream_offset_us(spec.load("h100"), "learned") == 2.94  # event time less kernel time, not the null launch
     assert C.stream_offset_us(spec.load("h100"), "analytical") == 0.0  # the estimate carries its own launch term
     assert C.stream_offset_us(spec.load("a100"), "learned") == 0.0     # no measurement for that GPU
     assert C.stream_gap_us(spec.load("h100"), "learned") == 1.51 and C.stream_gap_us(spec.load("h200"), "learned") == 1.42
     assert C.stream_gap_us(spec.load("h100"), "analytical") == 0.0 and C.stream_gap_us(spec.load("a100"), "learned") == 0.0
+
+
+def test_anchored_stream_takes_measured_records_by_hand():
+    """Two GPUs, three PrimFuncs: a tuned one with a measured record, a tuned one whose record is a prediction
+    (runner none) and a DLight one. Only the first takes its record; on the second GPU it is scaled by the
+    two GPUs' predictions. Counted by hand."""
+    def kp(gpu, us):
+        return C.KernelPrediction(gpu=gpu, predicted_us=us, predictor="learned", estimate_us=us, ceiling_us=us,
+                                  launch_us=1.0, total_us=us, share=0.0, bottleneck="dram", bottleneck_label="dram",
+                                  fraction_of_ceiling=1.0, hint=None)
+
+    def ke(name, calls, kernels, origin, rec, kind, p0, p1):
+        return C.KernelEntry(name=name, calls=calls, first_call=0, origin=origin, device_kernels=kernels,
+                             record_us=rec, record_kind=kind, per_gpu=[kp("h100", p0), kp("h200", p1)])
+
+    es = [ke("gemm", 2, ["k0"], "tuned", 10.0, "measured", 14.0, 7.0),
+          ke("norm", 1, ["k1", "k2"], "tuned", 3.0, "predicted", 6.0, 5.0),
+          ke("silu", 1, ["k3"], "default", None, None, 5.0, 4.0)]
+    # GPU 0: gemm 2 x 10 = 20 (a record holds its launch gap); norm (6 - 3) + 2 x 1.5 = 6; silu (5 - 3) + 1.5 = 3.5
+    assert C.anchored_stream_us(es, 0, 0, 3.0, 1.5) == (29.5, 1)
+    # GPU 1: gemm's record x 7/14 = 5: 2 x 5 = 10; norm (5 - 3) + 3 = 5; silu max(4 - 3, 0) + 1.5 = 2.5
+    assert C.anchored_stream_us(es, 1, 0, 3.0, 1.5) == (17.5, 1)
+    # a prediction below the offset counts 0, not less
+    assert C.anchored_stream_us(es[2:], 1, 0, 9.0, 0.0) == (0.0, 0)
 
 
 def test_tuning_records_failures_and_resumes(compiled):
