@@ -198,3 +198,23 @@ def test_joint_cross_gpu_training_and_ship(tmp_path):
     assert h1["training_data_hash"] != h2["training_data_hash"] and len(h2["training_data_hash"]) == 16
     m = CostpassModel.load(p2)
     assert np.all(np.isfinite(m.predict(b.X)))
+
+
+def test_selection_bias_ratios_by_hand():
+    """benchmarks/selection_bias.ratios: per workload ln(pred/measured) at the model's pick and at the measured
+    best. Workload a: the model ranks candidate 2 fastest (pred 1, measured 2: ratio 0.5); the measured best is
+    candidate 0 (measured 1, pred 3: ratio 3). Workload b has too few candidates and is left out."""
+    import importlib.util
+    import os
+    spec = importlib.util.spec_from_file_location(
+        "bench_sel", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "selection_bias.py"))
+    sb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sb)
+    y = np.array([1.0, 4.0, 2.0, 8.0, 1.0])
+    pred = np.array([3.0, 4.0, 1.0, 8.0, 1.0])
+    r = sb.ratios(y, pred, ["a", "a", "a", "a", "b"], min_n=4)
+    assert r["workloads"] == ["a"]
+    assert np.isclose(np.exp(r["model_pick"][0]), 0.5) and np.isclose(np.exp(r["measured_best"][0]), 3.0)
+    assert np.isclose(np.exp(r["all_median"][0]), np.exp(np.median(np.log([3.0, 1.0, 0.5, 1.0]))))
+    s = sb.summary(r["measured_best"] + [0.0])
+    assert np.isclose(s["geomean_ratio"], np.sqrt(3.0)) and s["share_over"] == 0.5 and s["n"] == 2
