@@ -95,8 +95,8 @@ def evaluate_library(entry: dict, data: Path, log=print) -> dict:
                             "estimate_us": p.estimate_us * e.calls, "bottleneck": p.bottleneck})
         pred, est, stream = totals[g]["predicted_us"], totals[g]["estimate_us"], totals[g]["stream_us"]
         at_build = report["totals"].get(g, {}).get("predicted_us")
-        anch, n_anch = C.anchored_stream_us(entries, gi, tuned_gi, totals[g]["timer_offset_us"],
-                                            totals[g].get("stream_gap_us", 0.0)) if tuned_gi is not None else (stream, 0)
+        anch, n_anch = C.stream_total_us(entries, gi, totals[g]["timer_offset_us"], totals[g].get("stream_gap_us", 0.0),
+                                         tuned_gi=tuned_gi)
         out["gpus"][g] = {"gpu_name": run["gpu"], "date": run["date"], "measured_us": measured,
                           "build": run_build(run, same),
                           "kernel_sum_us": run.get("per_kernel", {}).get("sum_us"),
@@ -147,7 +147,7 @@ def markdown(results: list, meta: dict) -> str:
                  {g: x for r in results for g, x in r["gpus"].items()}.items()) + "). `with records`: in stream, with "
              "each tuned kernel's measured tuning record (MetaSchedule's runner on the H100: launches back to back, so the "
              "record holds the gap between launches) in place of its prediction and gap, "
-             "scaled to the H200 by the two GPUs' predictions of the kernel (`costpass.compile.anchored_stream_us`; "
+             "scaled to the H200 by the two GPUs' predictions of the kernel (`costpass.compile.stream_total_us`; "
              "`(k)`: k kernels took a record; the zero-shot and untuned libraries have no measured records). "
              "`build`: what compiled the "
              "kernels the run timed (`tvm`: TVM's own build, as deployed and as the shipped models' training data since "

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     lines += ["", "A ratio above 1 means predicted slower than measured. The measured best is predicted too slow: its "
               "low measurement is partly luck and partly what the model does not see, so the prediction regresses "
               "toward the typical schedule. For a tuned library the measured tuning records are the better figure "
-              "(`costpass.compile.anchored_stream_us`, `e2e_tvm.md`'s `with records`)."]
+              "(`costpass.compile.stream_total_us`, `e2e_tvm.md`'s `with records`)."]
     Path(a.out + ".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}.md and {a.out}.json")
     return 0

@@ -33,7 +33,7 @@ Steps (each is also a function here):
    gap the Relax VM leaves between consecutive kernels (``vm_launch_gap_us``, measured, in the GPU spec):
    kernels queued back to back do not pay the one and do pay the other (:func:`stream_offset_us`,
    :func:`stream_gap_us`). ``anchored_us``: ``stream_us`` with each tuned kernel's measured tuning record (runner
-   "local") in place of its prediction (:func:`anchored_stream_us`).
+   "local") in place of its prediction (:func:`stream_total_us`).
 
 Errors in the input (unknown model, GPU, file; a work dir tuned another way) raise :class:`CompileError`
 with a one-line message.
@@ -841,17 +841,18 @@ def stream_gap_us(gpu, predictor_kind: str) -> float:
     return float(gpu.limits.get("vm_launch_gap_us", 0.0))
 
 
-def anchored_stream_us(entries, gi: int, tuned_gi: int, offset_us: float, gap_us: float) -> tuple:
-    """``(us, n)``: the in-stream end-to-end time on GPU ``gi`` with each tuned kernel's *measured* tuning record
-    (``record_kind == "measured"``, taken on GPU ``tuned_gi`` by MetaSchedule's runner) in place of its
-    prediction; on another GPU the record is scaled by the two GPUs' predictions of that kernel. The runner
-    times launches queued back to back and divides by their number, so a record already holds the gap between
-    launches and no event offset: it is taken as it is. Every other kernel is counted as in ``stream_us``
-    (prediction less ``offset_us``, plus ``gap_us`` per launch). ``n``: the kernels that took a record."""
+def stream_total_us(entries, gi: int, offset_us: float, gap_us: float, tuned_gi: int | None = None) -> tuple:
+    """``(us, n)``: the end-to-end time on GPU ``gi`` of kernels queued back to back: each learned per-call
+    prediction less ``offset_us`` (:func:`stream_offset_us`), plus ``gap_us`` per launch (:func:`stream_gap_us`).
+    With ``tuned_gi``, each tuned kernel's *measured* tuning record (``record_kind == "measured"``, taken on GPU
+    ``tuned_gi`` by MetaSchedule's runner) takes the place of its prediction; on another GPU the record is scaled
+    by the two GPUs' predictions of that kernel. The runner times launches queued back to back and divides by their
+    number, so a record already holds the gap between launches and no event offset: it is taken as it is.
+    ``n``: the kernels that took a record."""
     tot, n = 0.0, 0
     for e in entries:
         p = e.per_gpu[gi].predicted_us
-        if e.origin == "tuned" and e.record_kind == "measured" and e.record_us:
+        if tuned_gi is not None and e.origin == "tuned" and e.record_kind == "measured" and e.record_us:
             ref = e.per_gpu[tuned_gi].predicted_us
             tot += e.calls * e.record_us * (p / ref if gi != tuned_gi and ref > 0 else 1.0)
             n += 1
@@ -917,8 +918,7 @@ def diagnose_kernels(built: Built, gpus, target, model_path: str | None = None, 
             "ceiling_us": sum(e.per_gpu[i].ceiling_us * e.calls for e in entries),
             "launch_us": sum(e.per_gpu[i].launch_us * e.calls for e in entries),
             "launches": sum(len(e.device_kernels) * e.calls for e in entries),
-            "stream_us": sum(e.calls * (max(e.per_gpu[i].predicted_us - off, 0.0) + gap * len(e.device_kernels))
-                             for e in entries),
+            "stream_us": stream_total_us(entries, i, off, gap)[0],
             "timer_offset_us": off, "stream_gap_us": gap,
             "calls": len(calls), "kernels": len(entries), "predictor": preds[i].kind,
             "predictor_problem": preds[i].problem}
@@ -1022,8 +1022,8 @@ def compile_model(model: Model | str, gpus="h100", *, runner: str = "none", tria
                 e.record_kind = ("measured" if runner == "local" else "predicted") if e.record_us else None
     for i, g in enumerate(gpus):
         t = totals[g.name]
-        t["anchored_us"], t["anchored_kernels"] = anchored_stream_us(entries, i, 0, t["timer_offset_us"],
-                                                                     t["stream_gap_us"])
+        t["anchored_us"], t["anchored_kernels"] = stream_total_us(entries, i, t["timer_offset_us"],
+                                                                  t["stream_gap_us"], tuned_gi=0)
     n_default = sum(1 for e in entries if e.origin == "default")
     if n_default:
         notes.append(f"{n_default} of {len(entries)} kernels have no tuning record and use DLight's default "

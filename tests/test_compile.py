@@ -139,7 +139,7 @@ def test_stream_offset_is_spec_data():
     assert C.stream_gap_us(spec.load("h100"), "analytical") == 0.0 and C.stream_gap_us(spec.load("a100"), "learned") == 0.0
 
 
-def test_anchored_stream_takes_measured_records_by_hand():
+def test_stream_total_with_measured_records_by_hand():
     """Two GPUs, three PrimFuncs: a tuned one with a measured record, a tuned one whose record is a prediction
     (runner none) and a DLight one. Only the first takes its record; on the second GPU it is scaled by the
     two GPUs' predictions. Counted by hand."""
@@ -156,11 +156,13 @@ def test_anchored_stream_takes_measured_records_by_hand():
           ke("norm", 1, ["k1", "k2"], "tuned", 3.0, "predicted", 6.0, 5.0),
           ke("silu", 1, ["k3"], "default", None, None, 5.0, 4.0)]
     # GPU 0: gemm 2 x 10 = 20 (a record holds its launch gap); norm (6 - 3) + 2 x 1.5 = 6; silu (5 - 3) + 1.5 = 3.5
-    assert C.anchored_stream_us(es, 0, 0, 3.0, 1.5) == (29.5, 1)
+    assert C.stream_total_us(es, 0, 3.0, 1.5, tuned_gi=0) == (29.5, 1)
     # GPU 1: gemm's record x 7/14 = 5: 2 x 5 = 10; norm (5 - 3) + 3 = 5; silu max(4 - 3, 0) + 1.5 = 2.5
-    assert C.anchored_stream_us(es, 1, 0, 3.0, 1.5) == (17.5, 1)
+    assert C.stream_total_us(es, 1, 3.0, 1.5, tuned_gi=0) == (17.5, 1)
     # a prediction below the offset counts 0, not less
-    assert C.anchored_stream_us(es[2:], 1, 0, 9.0, 0.0) == (0.0, 0)
+    assert C.stream_total_us(es[2:], 1, 9.0, 0.0, tuned_gi=0) == (0.0, 0)
+    # without tuned_gi no record is taken: gemm 2 x (14 - 3 + 1.5) = 25, + 6 + 3.5
+    assert C.stream_total_us(es, 0, 3.0, 1.5) == (34.5, 0)
 
 
 def test_tuning_records_failures_and_resumes(compiled):
