@@ -8,6 +8,8 @@ Every successful record of the task's runs under ``--db-dirs`` (folders TASK__MO
 ``--runs`` named) is rebuilt from its trace, its demand extracted and scored by the model (ms) and by the analytical
 estimate (ms). Prints each run's five fastest measured schedules with both scores, and Kendall's tau between measured
 and each score over all records and over the fastest quarter: whether a model can tell the fast schedules apart.
+``--families N``: the N launch shapes with the fastest records, which runs measured each, and their analytical range
+(did a search never propose a shape, or did it see the shape and rank it low?).
 """
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def score_rows(db_dirs, task, model_path, runs=None, gpu="h100") -> list:
-    """[(run id, measured ms, model ms, analytical ms)] of every successful record."""
+    """[(run id, measured ms, model ms, analytical ms, launch)] of every successful record; ``launch``: the
+    dominant kernel's (blocks, warps per block, dynamic shared bytes)."""
     import tune_bench as B
-    from costpass import features as F, metaschedule as M, spec as S
-    from costpass import tune as T
+    from costpass import demand as D, features as F, metaschedule as M, spec as S
+    from costpass import bounds as B_, tune as T
     from costpass.cli import preload_tensor_intrinsics
 
     preload_tensor_intrinsics()
@@ -40,12 +43,32 @@ def score_rows(db_dirs, task, model_path, runs=None, gpu="h100") -> list:
                 continue
             model = model or M._load_model(model_path)  # loaded once there is something to score
             try:
-                x = M.featurize_module(r.as_measure_candidate().sch.mod, g)
+                ds = D.extract(r.as_measure_candidate().sch.mod, target=M._target_for(g))
+                x = F.featurize(ds, g)
             except Exception:  # noqa: BLE001 - a schedule costpass cannot analyse is left out, as in a search
                 continue
-            out.append((wd.name, ms_, float(model.predict(x[None])[0]),
-                        float(F.estimate_us_of(x[None])[0]) / 1e3))
+            k = max(ds, key=lambda d: B_.analyze(d, g).estimate_us).launch
+            out.append((f"{wd.parent.name}/{wd.name}", ms_, float(model.predict(x[None])[0]),
+                        float(F.estimate_us_of(x[None])[0]) / 1e3,
+                        (k.num_blocks, k.warps_per_block, k.dynamic_smem_bytes)))
     return out
+
+
+def families(rows, n: int) -> str:
+    """The ``n`` launch shapes with the fastest measured record: which runs found each shape, and whether the
+    analytical estimate tells them apart."""
+    by: dict = {}
+    for r in rows:
+        by.setdefault(r[4], []).append(r)
+    lines = ["launch shape (blocks, warps, smem): best measured ms, analytical ms min-max, records per run"]
+    for shape, rs in sorted(by.items(), key=lambda kv: min(r[1] for r in kv[1]))[:n]:
+        runs: dict = {}
+        for r in rs:
+            runs[r[0]] = runs.get(r[0], 0) + 1
+        est = [r[3] for r in rs]
+        lines.append(f"   {shape}: {min(r[1] for r in rs):.4f}, {min(est):.4f}-{max(est):.4f}, "
+                     + ", ".join(f"{k} {v}" for k, v in runs.items()))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -56,6 +79,9 @@ def main(argv=None) -> int:
     ap.add_argument("--task", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--runs", nargs="*")
+    ap.add_argument("--families", type=int, default=0, metavar="N",
+                    help="also print the N fastest launch shapes (blocks, warps per block, dynamic shared bytes): "
+                         "best measured, analytical range, and how many records each run measured of it")
     a = ap.parse_args(argv)
     if not Path(a.model).exists():
         print(f"score_pool: error: no model file {a.model}", file=sys.stderr)
@@ -66,8 +92,10 @@ def main(argv=None) -> int:
         return 2
     for run in dict.fromkeys(r[0] for r in rows):
         print(run)
-        for _, m, p, e in sorted((r for r in rows if r[0] == run), key=lambda r: r[1])[:5]:
-            print(f"   measured {m:.4f}  model {p:.4f}  analytical {e:.4f}")
+        for _, m, p, e, ln in sorted((r for r in rows if r[0] == run), key=lambda r: r[1])[:5]:
+            print(f"   measured {m:.4f}  model {p:.4f}  analytical {e:.4f}  blocks x warps, smem {ln}")
+    if a.families:
+        print(families(rows, a.families))
     m, p, e = (np.array([r[i] for r in rows]) for i in (1, 2, 3))
     fast = m <= np.quantile(m, 0.25)
     print(f"{len(rows)} records: Kendall tau model {kendall_tau(m, p):.2f}, analytical {kendall_tau(m, e):.2f}; "
