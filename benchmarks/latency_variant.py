@@ -35,12 +35,7 @@ def exposed_estimate_us(kb, has_barriers: bool) -> float:
     from costpass import bounds as B
     thr = {p: v for p, v in kb.bounds_us.items() if p != "latency"}
     lat = kb.bounds_us["latency"]
-    top = max(thr, key=lambda p: thr[p])
-    if top == "issue":
-        rest = sum(v for p, v in thr.items() if p != "issue") - max(v for p, v in thr.items() if p != "issue")
-    else:
-        rest = sum(thr.values()) - thr[top] - thr["issue"]
-    t = thr[top] + B.OVERLAP * max(0.0, rest)
+    t = B.overlapped_us(thr, B.throughput_bottleneck(thr))       # what analyze sets against the latency
     k = max(1, min(kb.occupancy.blocks_per_sm, kb.waves.blocks_on_busiest_sm))
     return kb.launch_us + max(t, lat) + (min(t, lat) / k if has_barriers else 0.0)
 

@@ -203,6 +203,24 @@ def latency_bound(d: KernelDemand, g: GPUSpec, occ: Occupancy, wv: Waves) -> flo
     return rounds * chain / g.clock_hz * 1e6
 
 
+def throughput_bottleneck(throughput: dict) -> str:
+    """The pipe with the largest bound; a tie with the issue rate names the pipe (an FFMA-only loop is FMA-bound)."""
+    bottleneck = max(throughput, key=lambda p: throughput[p])
+    named = max((p for p in throughput if p != "issue"), key=lambda p: throughput[p])
+    if bottleneck == "issue" and throughput[named] >= 0.95 * throughput["issue"]:
+        bottleneck = named
+    return bottleneck
+
+
+def overlapped_us(throughput: dict, bottleneck: str) -> float:
+    """The bottleneck's bound plus OVERLAP of the other pipes' (issue left out: it counts them all)."""
+    rest = sum(throughput.values()) - throughput[bottleneck] - throughput["issue"]
+    if bottleneck == "issue":
+        rest = sum(v for p, v in throughput.items() if p != "issue") - max(
+            v for p, v in throughput.items() if p != "issue")
+    return throughput[bottleneck] + OVERLAP * max(0.0, rest)
+
+
 def analyze(d: KernelDemand, g: GPUSpec) -> KernelBounds:
     occ = occupancy(d, g)
     problems = []
@@ -214,21 +232,14 @@ def analyze(d: KernelDemand, g: GPUSpec) -> KernelBounds:
     b = pipe_bounds(d, g, occ, wv)
     launch = float(g.limits["launch_overhead_us"])
     throughput = {p: v for p, v in b.items() if p != "latency"}
-    bottleneck = max(throughput, key=lambda p: throughput[p])
-    named = max((p for p in throughput if p != "issue"), key=lambda p: throughput[p])
-    if bottleneck == "issue" and throughput[named] >= 0.95 * throughput["issue"]:
-        bottleneck = named   # a tie with the issue rate: name the pipe (an FFMA-only loop is FMA-bound)
+    bottleneck = throughput_bottleneck(throughput)
     # The ceiling is a lower bound on time: hard per-SM pipe limits and the *compulsory* DRAM traffic
     # only. The L2 term (sector traffic before L1 hits, at an estimated bandwidth) and the DRAM re-read
     # term enter the estimate and the diagnosis, not the ceiling.
     hard = {p: v for p, v in throughput.items() if p not in ("l2", "dram")}
     hard["dram"] = d.memory.get("dram_bytes", 0.0) / (g.memory["dram_bandwidth_gbs"] * 1e9) * 1e6
     ceiling = max(hard.values()) + launch
-    rest = sum(throughput.values()) - throughput[bottleneck] - throughput["issue"]
-    if bottleneck == "issue":
-        rest = sum(v for p, v in throughput.items() if p != "issue") - max(
-            v for p, v in throughput.items() if p != "issue")
-    estimate = launch + max(throughput[bottleneck] + OVERLAP * max(0.0, rest), b["latency"])
+    estimate = launch + max(overlapped_us(throughput, bottleneck), b["latency"])
     if b["latency"] > throughput[bottleneck]:
         bottleneck_est = "latency"
     else:
