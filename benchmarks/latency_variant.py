@@ -63,12 +63,8 @@ def rows_of(gpu: str):
     from costpass import data, evaluate as E, spec as S
     g = S.load(data.gpu_key(gpu))
     records = data.load(gpu, build="auto")      # one build, as the model code reads it
-    traces, meas = E.trace_index(), E.measured(records)
-    for r in records:
-        tj = E.record_trace(r)
-        if tj and r.candidate_id not in traces:
-            traces[r.candidate_id] = (r.workload, tj)
-    items = [(c, wl, traces[c][1]) for c, (wl, _) in sorted(meas.items()) if c in traces]
+    meas = E.measured(records)
+    items = E.measured_items(records, E.trace_index(), meas)
     ds = E.Extractor(progress=False).demands(items, g.arch)
     return g, [(c, wl, meas[c][1], ds[c]) for c, wl, _ in items if not isinstance(ds[c], str)]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def score_rows(db_dirs, task, model_path, runs=None, gpu="h100") -> list:
     dominant kernel's (blocks, warps per block, dynamic shared bytes)."""
     import tune_bench as B
     from costpass import demand as D, features as F, metaschedule as M, spec as S
-    from costpass import bounds as B_, tune as T
+    from costpass import tune as T
     from costpass.cli import preload_tensor_intrinsics
 
     preload_tensor_intrinsics()
@@ -44,10 +45,11 @@ def score_rows(db_dirs, task, model_path, runs=None, gpu="h100") -> list:
             model = model or M._load_model(model_path)  # loaded once there is something to score
             try:
                 ds = D.extract(r.as_measure_candidate().sch.mod, target=M._target_for(g))
-                x = F.featurize(ds, g)
+                bs = F.kernel_bounds(ds, g)
+                x = F.featurize(ds, g, bs)
             except Exception:  # noqa: BLE001 - a schedule costpass cannot analyse is left out, as in a search
                 continue
-            k = max(ds, key=lambda d: B_.analyze(d, g).estimate_us).launch
+            k = ds[max(range(len(bs)), key=lambda i: bs[i].estimate_us)].launch
             out.append((f"{wd.parent.name}/{wd.name}", ms_, float(model.predict(x[None])[0]),
                         float(F.estimate_us_of(x[None])[0]) / 1e3,
                         (k.num_blocks, k.warps_per_block, k.dynamic_smem_bytes)))
@@ -62,9 +64,7 @@ def families(rows, n: int) -> str:
         by.setdefault(r[4], []).append(r)
     lines = ["launch shape (blocks, warps, smem): best measured ms, analytical ms min-max, records per run"]
     for shape, rs in sorted(by.items(), key=lambda kv: min(r[1] for r in kv[1]))[:n]:
-        runs: dict = {}
-        for r in rs:
-            runs[r[0]] = runs.get(r[0], 0) + 1
+        runs = Counter(r[0] for r in rs)
         est = [r[3] for r in rs]
         lines.append(f"   {shape}: {min(r[1] for r in rs):.4f}, {min(est):.4f}-{max(est):.4f}, "
                      + ", ".join(f"{k} {v}" for k, v in runs.items()))

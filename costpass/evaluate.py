@@ -429,25 +429,15 @@ def available_gpus(root: str | None = None) -> list:
                   and data.dataset_files(os.path.join(root, d)))
 
 
-def load_dataset(gpu: str, records=None, traces: dict | None = None, extractor: Extractor | None = None,
-                 with_perstore: bool = True, root: str | None = None, build: str | None = "auto") -> Dataset:
-    """Measured candidates of one GPU with their features. ``records`` default: ``costpass.data.load(gpu)``
-    of one ``build`` (``costpass.data.select_build``: TVM's own build where the GPU has it);
-    ``traces`` default: :func:`trace_index`. Candidates with no trace, an unknown workload or a failed
-    extraction are left out and counted in ``info``."""
-    from costpass import data
+def measured_items(records, traces: dict, meas: dict | None = None, info: dict | None = None) -> list:
+    """[(candidate, workload, trace_json)] of every measured candidate (``meas``, default :func:`measured`) with a
+    trace (``traces``, to which the records' own traces are added) and a known workload; the others are counted in
+    ``info["no_trace"]`` / ``info["unknown_workload"]`` when ``info`` is given."""
     from schedules import workloads as W
 
-    g = S.load(data.gpu_key(gpu))
-    if records is None:
-        records = data.load(gpu, root=root, build=build)
-    traces = trace_index() if traces is None else traces
-    ex = extractor or Extractor()
-    meas = measured(records)
+    meas = measured(records) if meas is None else meas
+    info = {"no_trace": 0, "unknown_workload": 0} if info is None else info
     known = set(W.names())
-    info = {"records": len(records), "ok_candidates": len(meas), "no_trace": 0, "unknown_workload": 0,
-            "extract_failed": 0, "perstore_failed": 0, "gpu_names": sorted({r.gpu for r in records if r.gpu}),
-            "builds": sorted({data.build_kind(r) for r in records})}
     for r in records:
         tj = record_trace(r)
         if tj and r.candidate_id not in traces:
@@ -456,11 +446,31 @@ def load_dataset(gpu: str, records=None, traces: dict | None = None, extractor: 
     for cid, (wl, _) in sorted(meas.items()):
         if cid not in traces:
             info["no_trace"] += 1
-            continue
-        if wl not in known:
+        elif wl not in known:
             info["unknown_workload"] += 1
-            continue
-        items.append((cid, wl, traces[cid][1]))
+        else:
+            items.append((cid, wl, traces[cid][1]))
+    return items
+
+
+def load_dataset(gpu: str, records=None, traces: dict | None = None, extractor: Extractor | None = None,
+                 with_perstore: bool = True, root: str | None = None, build: str | None = "auto") -> Dataset:
+    """Measured candidates of one GPU with their features. ``records`` default: ``costpass.data.load(gpu)``
+    of one ``build`` (``costpass.data.select_build``: TVM's own build where the GPU has it);
+    ``traces`` default: :func:`trace_index`. Candidates with no trace, an unknown workload or a failed
+    extraction are left out and counted in ``info``."""
+    from costpass import data
+
+    g = S.load(data.gpu_key(gpu))
+    if records is None:
+        records = data.load(gpu, root=root, build=build)
+    traces = trace_index() if traces is None else traces
+    ex = extractor or Extractor()
+    meas = measured(records)
+    info = {"records": len(records), "ok_candidates": len(meas), "no_trace": 0, "unknown_workload": 0,
+            "extract_failed": 0, "perstore_failed": 0, "gpu_names": sorted({r.gpu for r in records if r.gpu}),
+            "builds": sorted({data.build_kind(r) for r in records})}
+    items = measured_items(records, traces, meas, info)
     feats = ex.features(items, g)
     ps = ex.perstore(items) if with_perstore else {}
     ids, wls, ys, X, P = [], [], [], [], []

@@ -30,21 +30,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 SIZES = (1, 1024, 65536, 1 << 20, 1 << 23, 1 << 25)
 
 
-def profiler_us(fn, iters: int) -> float:
-    """Device time per call of ``fn``'s kernels under the torch profiler."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(iters):
-            fn()
-        torch.cuda.synchronize()
-    tot = 0.0
-    for e in prof.key_averages():
-        t = getattr(e, "device_time_total", None)
-        tot += t if t is not None else e.cuda_time_total
-    return tot / iters
-
-
 def stream_us(fn, calls: int, repeats: int = 5) -> float:
     """Median over ``repeats`` of (events around ``calls`` back-to-back launches) / calls."""
     import torch
@@ -65,6 +50,7 @@ def measure(sizes=SIZES, repeats: int = 100, profile_iters: int = 200, stream_ca
             sm_mhz: float = 1980.0) -> list:
     import torch
     import gpu_run as G
+    from run_relax import profiler_us
     rows = []
     for n in sizes:
         x = torch.zeros(n, device="cuda")
@@ -74,7 +60,7 @@ def measure(sizes=SIZES, repeats: int = 100, profile_iters: int = 200, stream_ca
         torch.cuda.synchronize()
         ev = G.time_fn(fn, [], target_ms=0.0, min_rep=repeats, max_rep=repeats, sm_mhz=sm_mhz)
         event = statistics.median(ev["times"]) * 1e3
-        prof = profiler_us(fn, profile_iters)
+        prof = sum(profiler_us(fn, profile_iters).values())
         rows.append({"elements": n, "bytes": 8 * n, "event_us": round(event, 4), "event_method": ev.get("method"),
                      "event_repeats": len(ev["times"]), "profiler_us": round(prof, 4),
                      "profile_iters": profile_iters, "stream_us": round(stream_us(fn, stream_calls), 4),

@@ -74,9 +74,9 @@ def time_cuda(fn, warmup: int, repeats: int) -> dict:
             "p10_ms": ms[len(ms) // 10], "p90_ms": ms[(len(ms) * 9) // 10], "repeats": repeats, "warmup": warmup}
 
 
-def profile_kernels(fn, iters: int, report: dict, gpu_key: str | None) -> dict:
-    """GPU time per PrimFunc of the report (all its kernels, all its calls) per model call, from the torch
-    profiler (CUPTI sees TVM's kernels too), beside the report's prediction for this GPU."""
+def profiler_us(fn, iters: int) -> dict:
+    """GPU time per kernel name per call of ``fn`` over ``iters`` calls, from the torch profiler (CUPTI sees
+    TVM's kernels too)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -87,6 +87,13 @@ def profile_kernels(fn, iters: int, report: dict, gpu_key: str | None) -> dict:
     for e in prof.key_averages():
         t = getattr(e, "device_time_total", None)
         us[e.key] = (t if t is not None else e.cuda_time_total) / iters
+    return us
+
+
+def profile_kernels(fn, iters: int, report: dict, gpu_key: str | None) -> dict:
+    """GPU time per PrimFunc of the report (all its kernels, all its calls) per model call
+    (:func:`profiler_us`), beside the report's prediction for this GPU."""
+    us = profiler_us(fn, iters)
     gi = report["gpus"].index(gpu_key) if gpu_key in report.get("gpus", []) else None
     rows = []
     for k in report["kernels"]:
