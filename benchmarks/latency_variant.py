@@ -106,7 +106,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "latency_variant"))
     a = ap.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
-    res = {gpu: run(gpu, seeds) for gpu in a.gpus.split(",")}
+    try:
+        res = {gpu: run(gpu, seeds) for gpu in a.gpus.split(",")}
+    except ValueError as err:           # an unknown GPU or a dataset that cannot be read
+        print(f"latency_variant: error: {err}", file=sys.stderr)
+        return 2
     commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
                             cwd=REPO).stdout.strip() or "unknown"
     meta = {"commit": commit, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "seeds": seeds}

@@ -59,7 +59,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     res = {}
     for gpu in a.gpus.split(","):
-        ds = E.load_dataset(gpu, with_perstore=False, extractor=E.Extractor(progress=False))
+        try:
+            ds = E.load_dataset(gpu, with_perstore=False, extractor=E.Extractor(progress=False))
+        except ValueError as err:       # an unknown GPU or a dataset that cannot be read
+            print(f"selection_bias: error: {err}", file=sys.stderr)
+            return 2
         pred = np.full(len(ds), np.nan)
         for tr, te in E.group_kfold(ds.workloads, a.folds):
             pred[te] = E.fit_predict(a.method, ds.subset(tr), ds.subset(te))

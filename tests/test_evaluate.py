@@ -218,3 +218,16 @@ def test_selection_bias_ratios_by_hand():
     assert np.isclose(np.exp(r["all_median"][0]), np.exp(np.median(np.log([3.0, 1.0, 0.5, 1.0]))))
     s = sb.summary(r["measured_best"] + [0.0])
     assert np.isclose(s["geomean_ratio"], np.sqrt(3.0)) and s["share_over"] == 0.5 and s["n"] == 2
+
+
+def test_selection_bias_unknown_gpu_is_one_line_exit_2(tmp_path, capsys):
+    import importlib.util
+    import os
+    spec = importlib.util.spec_from_file_location(
+        "bench_sel2", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "selection_bias.py"))
+    sb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sb)
+    assert sb.main(["--gpus", "nosuchgpu", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown GPU 'nosuchgpu'" in err[0]
+    assert not list(tmp_path.iterdir())          # nothing written
